@@ -1,0 +1,139 @@
+/**
+ * Authentication: verifies the Bearer JWT with @fastify/jwt and resolves the
+ * caller's organization. Algorithms are pinned to the configured key type, so a
+ * token can never choose how it is verified (no `none`, no HS/RS confusion).
+ */
+import { createPublicKey } from 'node:crypto'
+import fp from 'fastify-plugin'
+import fastifyJwt, { type FastifyJWTOptions, type VerifyOptions } from '@fastify/jwt'
+import buildGetJwks from 'get-jwks'
+import type { FastifyReply, FastifyRequest, FastifyBaseLogger } from 'fastify'
+import type { JwtOptions } from '../src/options.js'
+import { isSafeOrgId } from '../src/object-key.js'
+import { AuthenticationFailedError, InvalidTokenError, TokenVerificationUnavailableError } from '../src/errors.js'
+
+/** Claims of a verified token; only `exp` and the organization claim matter to us. */
+export interface TokenClaims {
+  [claim: string]: unknown
+  sub?: string
+  exp?: number
+}
+
+declare module '@fastify/jwt' {
+  interface FastifyJWT {
+    payload: TokenClaims
+    user: TokenClaims
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** onRequest hook: verifies the token and sets `request.organization`, or fails with 401/400/503. */
+    authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+  }
+  interface FastifyRequest {
+    /** The verified caller's organization id (a safe path segment). */
+    organization: string
+  }
+}
+
+export interface AuthPluginOptions {
+  /** How tokens are verified; omit to reuse a @fastify/jwt the host registered. */
+  jwt?: JwtOptions
+  /** Claim that carries the organization id. */
+  orgClaim: string
+}
+
+/** Tolerated clock skew between us and the token issuer. */
+const CLOCK_TOLERANCE_MS = 30_000
+/** Refresh cadence for a JWKS; rotated keys appear within this time. */
+const JWKS_TTL_MS = 10 * 60_000
+const JWKS_FETCH_ERRORS = new Set(['JWKS_REQUEST_FAILED', 'NO_JWKS', 'OPENID_CONFIGURATION_REQUEST_FAILED', 'NO_JWKS_URI'])
+
+export function jwtRegistrationOptions (jwt: JwtOptions): FastifyJWTOptions {
+  const verify: Partial<VerifyOptions> = {
+    requiredClaims: ['exp'],
+    clockTolerance: CLOCK_TOLERANCE_MS,
+    // Verified tokens are cached (bounded, and never beyond their exp) so a
+    // client reusing its token pays one signature check, not one per request.
+    cache: 10_000,
+    ...(jwt.audience === undefined ? {} : { allowedAud: jwt.audience })
+  }
+  if ('secret' in jwt) {
+    return { secret: jwt.secret, verify: { ...verify, algorithms: ['HS256'] } }
+  }
+  if ('publicKey' in jwt) {
+    return { secret: { public: jwt.publicKey }, verify: { ...verify, algorithms: [algorithmForPublicKey(jwt.publicKey)] } }
+  }
+  const jwks = new URL(jwt.jwksUrl)
+  // get-jwks addresses a key set as "<domain>/<path>"; the whitelist pins it to our one URL.
+  const domain = `${jwks.origin}/`
+  const jwksPath = `${jwks.pathname.slice(1)}${jwks.search}`
+  const getJwks = buildGetJwks({ issuersWhitelist: [domain], jwksPath, ttl: JWKS_TTL_MS, max: 100 })
+  return {
+    secret: async (_request: FastifyRequest, token: { header: { kid?: unknown, alg?: unknown } }) => {
+      const { kid, alg } = token.header
+      if (typeof kid !== 'string' || typeof alg !== 'string') throw new InvalidTokenError('Authorization token is invalid: no key id')
+      return await getJwks.getPublicKey({ domain, kid, alg })
+    },
+    verify: { ...verify, algorithms: ['RS256', 'ES256'], allowedIss: jwt.issuer }
+  } as FastifyJWTOptions
+}
+
+/** The one algorithm a PEM public key can verify with. */
+export function algorithmForPublicKey (pem: string): 'RS256' | 'ES256' | 'ES384' {
+  const key = createPublicKey(pem)
+  if (key.asymmetricKeyType === 'rsa') return 'RS256'
+  if (key.asymmetricKeyType === 'ec') {
+    const curve = key.asymmetricKeyDetails?.namedCurve
+    if (curve === 'prime256v1') return 'ES256'
+    if (curve === 'secp384r1') return 'ES384'
+  }
+  throw new TypeError(`JWT public key must be RSA or EC P-256/P-384, got ${key.asymmetricKeyType ?? 'unknown'}`)
+}
+
+async function authPlugin (fastify: import('fastify').FastifyInstance, opts: AuthPluginOptions): Promise<void> {
+  if (opts.jwt !== undefined) {
+    await fastify.register(fastifyJwt, jwtRegistrationOptions(opts.jwt))
+  } else if (!fastify.hasRequestDecorator('jwtVerify')) {
+    throw new Error('artos-files auth: no "jwt" option given and no @fastify/jwt registered by the host')
+  }
+  const { orgClaim } = opts
+
+  fastify.decorateRequest('organization', '')
+  fastify.decorate('authenticate', async function authenticate (request: FastifyRequest, reply: FastifyReply) {
+    try {
+      await request.jwtVerify()
+    } catch (err) {
+      throw toAuthError(err, request, reply)
+    }
+    const organization = request.user[orgClaim]
+    if (!isSafeOrgId(organization)) {
+      request.log.info({ orgClaim }, 'token verified but carries no usable organization claim')
+      throw new AuthenticationFailedError()
+    }
+    request.organization = organization
+  })
+}
+
+/** Every verification failure becomes a 401 (or 503 when the key set is unreachable), never a 500. */
+function toAuthError (err: unknown, request: FastifyRequest, reply: FastifyReply): Error {
+  const { code, message } = err as { code?: string, message?: string }
+  if (code !== undefined && JWKS_FETCH_ERRORS.has(code)) return unavailable(err, request.log)
+  if (err instanceof TypeError && message === 'fetch failed') return unavailable(err, request.log)
+  request.log.info({ code }, 'bearer token rejected')
+  const noToken = code === 'FST_JWT_NO_AUTHORIZATION_IN_HEADER'
+  // RFC 6750 §3: no error code when the request carried no token at all.
+  reply.header('www-authenticate', noToken ? 'Bearer realm="artos-files"' : 'Bearer realm="artos-files", error="invalid_token"')
+  if (code?.startsWith('FST_JWT_') === true && message !== undefined) return new InvalidTokenError(message)
+  if (code === 'FAST_JWT_INACTIVE') return new InvalidTokenError('Authorization token is not yet valid')
+  if (err instanceof InvalidTokenError) return err
+  return new InvalidTokenError('Authorization token is invalid')
+}
+
+function unavailable (err: unknown, log: FastifyBaseLogger): Error {
+  log.error({ err }, 'could not fetch the JWKS to verify a token')
+  return new TokenVerificationUnavailableError()
+}
+
+export default fp(authPlugin, { name: 'artos-files-auth', fastify: '5.x' })

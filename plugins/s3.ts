@@ -1,0 +1,128 @@
+/**
+ * S3 access: one long-lived S3Client and one presigner, built at startup and
+ * decorated onto the instance. Presigning reuses the signer (and its cached
+ * signing key), so a request costs two SHA-256 passes and a handful of HMACs
+ * instead of rebuilding the SDK middleware stack as getSignedUrl does.
+ */
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import { S3Client } from '@aws-sdk/client-s3'
+import { S3RequestPresigner } from '@aws-sdk/s3-request-presigner'
+import { fromNodeProviderChain } from '@aws-sdk/credential-providers'
+import { HttpRequest } from '@smithy/protocol-http'
+import { Hash } from '@smithy/hash-node'
+import { formatUrl } from '@aws-sdk/util-format-url'
+import type { AwsCredentialIdentityProvider } from '@aws-sdk/types'
+import { credentialsOutlasting, type CredentialSource } from '../src/credentials.js'
+
+export interface S3PluginOptions {
+  bucket: string
+  region: string
+  endpoint?: string
+  forcePathStyle?: boolean
+  credentials?: CredentialSource
+  /** A host's own client; we then neither configure nor destroy it. */
+  s3Client?: S3Client
+  /** Lifetime of every presigned URL, in seconds. */
+  expiresIn: number
+}
+
+export interface FilesS3 {
+  client: S3Client
+  bucket: string
+  /** Where the bucket's objects live, e.g. http://127.0.0.1:9000/bucket or https://bucket.s3.eu-west-1.amazonaws.com/ */
+  bucketUrl: URL
+  signingRegion: string
+  expiresIn: number
+  /** A presigned GET URL for `key` in our bucket, valid for `expiresIn` seconds. */
+  presignGetObject: (key: string) => Promise<string>
+  credentials: AwsCredentialIdentityProvider
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    s3: FilesS3
+  }
+}
+
+/** RFC 3986 unreserved characters stay; everything else, `/` excepted, is percent-encoded as S3 expects. */
+export function encodeKeyPath (key: string): string {
+  return key.split('/').map(segment =>
+    encodeURIComponent(segment).replace(/[!'()*]/g, c => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+  ).join('/')
+}
+
+export async function createFilesS3 (opts: S3PluginOptions): Promise<FilesS3> {
+  const { bucket, expiresIn } = opts
+  // The signer gets the refreshing provider itself: the client's own cache would
+  // keep credentials until 5 minutes before they expire, too late for a 1-hour URL.
+  const credentials = credentialsOutlasting(opts.s3Client?.config.credentials ?? opts.credentials ?? fromNodeProviderChain(), expiresIn)
+  const client = opts.s3Client ?? new S3Client({
+    region: opts.region,
+    endpoint: opts.endpoint,
+    forcePathStyle: opts.forcePathStyle,
+    credentials
+  })
+  const region = await client.config.region()
+
+  // Let the SDK's own endpoint rules decide virtual-hosted vs path style, FIPS, custom endpoints.
+  const customEndpoint = client.config.isCustomEndpoint && client.config.endpoint !== undefined
+    ? formatUrl({ ...(await client.config.endpoint()), query: undefined })
+    : undefined
+  const resolved = client.config.endpointProvider({
+    Bucket: bucket,
+    Region: region,
+    ForcePathStyle: client.config.forcePathStyle,
+    Endpoint: customEndpoint,
+    UseFIPS: await client.config.useFipsEndpoint(),
+    UseDualStack: await client.config.useDualstackEndpoint(),
+    Accelerate: client.config.useAccelerateEndpoint
+  })
+  const bucketUrl = new URL(resolved.url.href)
+  const authScheme = (resolved.properties?.authSchemes as Array<{ signingRegion?: string }> | undefined)?.[0]
+  const signingRegion = authScheme?.signingRegion ?? region
+
+  const presigner = new S3RequestPresigner({
+    credentials,
+    region: signingRegion,
+    sha256: Hash.bind(null, 'sha256'),
+    service: 's3'
+  })
+  const protocol = bucketUrl.protocol
+  const hostname = bucketUrl.hostname.replace(/^\[(.*)\]$/, '$1')
+  const port = bucketUrl.port === '' ? undefined : Number(bucketUrl.port)
+  const host = bucketUrl.host
+  const basePath = bucketUrl.pathname.endsWith('/') ? bucketUrl.pathname : `${bucketUrl.pathname}/`
+
+  return {
+    client,
+    bucket,
+    bucketUrl,
+    signingRegion,
+    expiresIn,
+    credentials,
+    async presignGetObject (key: string): Promise<string> {
+      const request = new HttpRequest({
+        protocol,
+        hostname,
+        port,
+        method: 'GET',
+        path: basePath + encodeKeyPath(key),
+        headers: { host }
+      })
+      // The signer asks `credentials` itself; it throws rather than sign with an identity that dies first.
+      const signed = await presigner.presign(request, { expiresIn, signingRegion })
+      return formatUrl(signed)
+    }
+  }
+}
+
+async function s3Plugin (fastify: FastifyInstance, opts: S3PluginOptions): Promise<void> {
+  const s3 = await createFilesS3(opts)
+  fastify.decorate('s3', s3)
+  if (opts.s3Client === undefined) {
+    fastify.addHook('onClose', async () => { s3.client.destroy() })
+  }
+}
+
+export default fp(s3Plugin, { name: 'artos-files-s3', fastify: '5.x' })

@@ -1,0 +1,49 @@
+/**
+ * The Files API routes. Every route in this group requires a verified token;
+ * the organization it carries decides which keys a caller may touch.
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { ErrorResponse, GeneratePresignedUrlRequest, GeneratePresignedUrlResponse, ref } from '../src/schemas.js'
+import { checkKeyForOrg } from '../src/object-key.js'
+import { ForbiddenKeyError, InvalidKeyError, PresignFailedError } from '../src/errors.js'
+
+const errorResponse = (description: string) => ({ ...ref(ErrorResponse), description })
+
+const filesRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
+  fastify.addHook('onRequest', fastify.authenticate)
+
+  fastify.post('/generate-presigned-url', {
+    schema: {
+      operationId: 'generatePresignedUrl',
+      tags: ['Files'],
+      summary: 'Generate Presigned URL',
+      description: 'Generate a time-limited presigned S3 URL from an S3 object key. The returned URL expires after **1 hour** and can be used directly for download without an auth header.\n\nUse this endpoint when another API returns a raw S3 key. If your client cannot access S3 directly, pass the returned URL to `GET /api/v1/proxy/file` as the `presigned_url` query param.',
+      security: [{ bearerAuth: [] }],
+      body: ref(GeneratePresignedUrlRequest),
+      response: {
+        200: { ...ref(GeneratePresignedUrlResponse), description: 'Presigned URL generated successfully' },
+        400: errorResponse('Authentication failed, or an invalid request body or key'),
+        401: errorResponse('Missing or invalid Bearer token'),
+        403: errorResponse('The key is outside the organization of the token'),
+        500: errorResponse('Failed to generate presigned URL')
+      }
+    }
+  }, async (request, reply) => {
+    const { key } = request.body
+    const verdict = checkKeyForOrg(key, request.organization)
+    if (!verdict.ok) {
+      throw verdict.reason === 'forbidden' ? new ForbiddenKeyError(verdict.message) : new InvalidKeyError(verdict.message)
+    }
+    let url: string
+    try {
+      url = await fastify.s3.presignGetObject(key)
+    } catch (err) {
+      request.log.error({ err }, 'presigning failed')
+      throw new PresignFailedError()
+    }
+    reply.header('cache-control', 'no-store')
+    return { url }
+  })
+}
+
+export default filesRoutes

@@ -1,0 +1,104 @@
+/**
+ * Configuration from environment variables, validated by env-schema against a
+ * TypeBox schema. Nothing here reads process.env by itself: server.ts passes
+ * the environment in, so tests can load any configuration they like.
+ */
+import { envSchema } from 'env-schema'
+import { Type, type Static } from '@sinclair/typebox'
+import type { FilesOptions, JwtOptions } from './options.js'
+
+export const EnvSchema = Type.Object({
+  NODE_ENV: Type.String({ default: 'development' }),
+  HOST: Type.String({ default: '127.0.0.1' }),
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8000 }),
+  LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)), { default: 'info' }),
+  TRUST_PROXY: Type.Boolean({ default: false }),
+  S3_BUCKET: Type.Optional(Type.String({ minLength: 3, maxLength: 63 })),
+  S3_REGION: Type.Optional(Type.String({ minLength: 1 })),
+  AWS_REGION: Type.Optional(Type.String({ minLength: 1 })),
+  S3_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://' })),
+  S3_FORCE_PATH_STYLE: Type.Boolean({ default: false }),
+  PRESIGN_EXPIRES_IN: Type.Integer({ minimum: 1, maximum: 604800, default: 3600 }),
+  JWT_SECRET: Type.Optional(Type.String({ minLength: 32 })),
+  JWT_PUBLIC_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  JWT_JWKS_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
+  JWT_ISSUER: Type.Optional(Type.String({ minLength: 1 })),
+  JWT_AUDIENCE: Type.Optional(Type.String({ minLength: 1 })),
+  JWT_ORG_CLAIM: Type.String({ minLength: 1, default: 'org_id' }),
+  DATA_DIR: Type.String({ default: '.data' })
+})
+export type Env = Static<typeof EnvSchema>
+
+export class ConfigError extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'ConfigError'
+  }
+}
+
+export interface Config {
+  production: boolean
+  host: string
+  port: number
+  logLevel: Env['LOG_LEVEL']
+  trustProxy: boolean
+  dataDir: string
+  /** Files API options; `bucket`/`jwt` are absent when the dev environment must supply them. */
+  files: Omit<FilesOptions, 'bucket'> & { bucket?: string }
+}
+
+export function loadConfig (env: Record<string, string | undefined>): Config {
+  let parsed: Env
+  try {
+    // Unset and empty variables are the same thing to an operator.
+    const data = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''))
+    parsed = envSchema<Env>({ schema: EnvSchema, data, dotenv: false })
+  } catch (err) {
+    throw new ConfigError(`invalid configuration: ${(err as Error).message}`)
+  }
+  const production = parsed.NODE_ENV === 'production'
+  const jwt = jwtOptionsFrom(parsed)
+
+  if (production) {
+    const missing = [
+      parsed.S3_BUCKET === undefined && 'S3_BUCKET',
+      jwt === undefined && 'one of JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL (with JWT_ISSUER)'
+    ].filter(Boolean)
+    if (missing.length > 0) throw new ConfigError(`NODE_ENV=production requires ${missing.join(' and ')}`)
+  }
+  if (parsed.S3_BUCKET === undefined && (parsed.S3_ENDPOINT !== undefined)) {
+    throw new ConfigError('S3_ENDPOINT is set but S3_BUCKET is not')
+  }
+
+  return {
+    production,
+    host: parsed.HOST,
+    port: parsed.PORT,
+    logLevel: parsed.LOG_LEVEL,
+    trustProxy: parsed.TRUST_PROXY,
+    dataDir: parsed.DATA_DIR,
+    files: {
+      bucket: parsed.S3_BUCKET,
+      region: parsed.S3_REGION ?? parsed.AWS_REGION ?? 'us-east-1',
+      endpoint: parsed.S3_ENDPOINT,
+      forcePathStyle: parsed.S3_FORCE_PATH_STYLE,
+      jwt,
+      orgClaim: parsed.JWT_ORG_CLAIM,
+      expiresIn: parsed.PRESIGN_EXPIRES_IN
+    }
+  }
+}
+
+function jwtOptionsFrom (env: Env): JwtOptions | undefined {
+  const configured = [env.JWT_SECRET, env.JWT_PUBLIC_KEY, env.JWT_JWKS_URL].filter(v => v !== undefined)
+  if (configured.length > 1) throw new ConfigError('set only one of JWT_SECRET, JWT_PUBLIC_KEY and JWT_JWKS_URL')
+  const audience = env.JWT_AUDIENCE === undefined ? {} : { audience: env.JWT_AUDIENCE }
+  if (env.JWT_SECRET !== undefined) return { secret: env.JWT_SECRET, ...audience }
+  // PEM keys often arrive through env files with escaped newlines.
+  if (env.JWT_PUBLIC_KEY !== undefined) return { publicKey: env.JWT_PUBLIC_KEY.replaceAll('\\n', '\n'), ...audience }
+  if (env.JWT_JWKS_URL !== undefined) {
+    if (env.JWT_ISSUER === undefined) throw new ConfigError('JWT_JWKS_URL requires JWT_ISSUER: tokens are only trusted from one pinned issuer')
+    return { jwksUrl: env.JWT_JWKS_URL, issuer: env.JWT_ISSUER, ...audience }
+  }
+  return undefined
+}

@@ -1,0 +1,73 @@
+/**
+ * Local development without any cloud account: an embedded S3-compatible
+ * server (s3rver, data under DATA_DIR/s3) and a persisted dev JWT secret.
+ * Never used when NODE_ENV=production (config.ts refuses to start instead).
+ * s3rver does not verify signatures; the signature-verifying suite uses Swift.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import S3rver from 's3rver'
+import { createSigner } from 'fast-jwt'
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
+
+export const DEV_BUCKET = 'artos-dev'
+export const DEV_ORG = 'demo-org'
+export const DEV_OBJECT_KEY = `${DEV_ORG}/documents/welcome.txt`
+/** s3rver's built-in account. */
+export const EMBEDDED_S3_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }
+
+export interface EmbeddedS3 {
+  endpoint: string
+  close: () => Promise<void>
+}
+
+/** Starts s3rver on a free loopback port with `bucket` created and the demo object in it. */
+export async function startEmbeddedS3 (directory: string, bucket: string, port = 0): Promise<EmbeddedS3> {
+  await mkdir(directory, { recursive: true })
+  const server = new S3rver({
+    address: '127.0.0.1',
+    port,
+    directory,
+    silent: true,
+    configureBuckets: [{ name: bucket, configs: [] }]
+  })
+  const { port: boundPort } = await server.run()
+  const endpoint = `http://127.0.0.1:${boundPort}`
+  const client = new S3Client({ endpoint, forcePathStyle: true, region: 'us-east-1', credentials: EMBEDDED_S3_CREDENTIALS })
+  try {
+    await client.send(new PutObjectCommand({
+      Bucket: bucket, Key: DEV_OBJECT_KEY, Body: 'Hello from the Artos Files API.\n', ContentType: 'text/plain; charset=utf-8'
+    }))
+  } finally {
+    client.destroy()
+  }
+  return {
+    endpoint,
+    close: async () => { await server.close() }
+  }
+}
+
+/** The dev secret lives in DATA_DIR so tokens printed once keep working across restarts. */
+export async function loadOrCreateDevJwtSecret (dataDir: string): Promise<string> {
+  const file = join(dataDir, 'dev-jwt-secret')
+  try {
+    const secret = (await readFile(file, 'utf8')).trim()
+    if (secret.length >= 32) return secret
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  await mkdir(dataDir, { recursive: true })
+  const secret = randomBytes(32).toString('base64url')
+  await writeFile(file, `${secret}\n`, { mode: 0o600 })
+  return secret
+}
+
+export async function readDevJwtSecret (dataDir: string): Promise<string> {
+  return (await readFile(join(dataDir, 'dev-jwt-secret'), 'utf8')).trim()
+}
+
+export function signDevToken (secret: string, org: string, { orgClaim = 'org_id', expiresInSeconds = 12 * 3600 } = {}): string {
+  const sign = createSigner({ key: secret, algorithm: 'HS256', expiresIn: expiresInSeconds * 1000 })
+  return sign({ sub: 'dev-user', [orgClaim]: org })
+}

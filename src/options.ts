@@ -1,0 +1,82 @@
+/**
+ * Options of the Files API plugin. The TypeBox schema is the single source of
+ * both the TypeScript type and the register-time validation.
+ */
+import { Type, type Static } from '@sinclair/typebox'
+import { Ajv } from 'ajv'
+import type { S3Client } from '@aws-sdk/client-s3'
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@aws-sdk/types'
+
+export const MIN_EXPIRES_IN = 1
+/** SigV4 presigned URLs cannot outlive 7 days. */
+export const MAX_EXPIRES_IN = 7 * 24 * 3600
+
+const NonEmpty = Type.String({ minLength: 1 })
+
+export const JwtOptions = Type.Union([
+  Type.Object({ secret: Type.String({ minLength: 32, description: 'HS256 shared secret (at least 32 characters)' }), audience: Type.Optional(NonEmpty) }, { additionalProperties: false }),
+  Type.Object({ publicKey: Type.String({ pattern: '-----BEGIN PUBLIC KEY-----', description: 'RSA or EC public key, PEM (SPKI)' }), audience: Type.Optional(NonEmpty) }, { additionalProperties: false }),
+  Type.Object({ jwksUrl: Type.String({ pattern: '^https?://' }), issuer: NonEmpty, audience: Type.Optional(NonEmpty) }, { additionalProperties: false })
+])
+export type JwtOptions = Static<typeof JwtOptions>
+
+export const FilesOptionsSchema = Type.Object({
+  bucket: Type.String({ minLength: 3, maxLength: 63 }),
+  region: Type.Optional(NonEmpty),
+  endpoint: Type.Optional(Type.String({ pattern: '^https?://' })),
+  forcePathStyle: Type.Optional(Type.Boolean()),
+  // Objects and functions from the AWS SDK: typed below, checked by shape here.
+  credentials: Type.Optional(Type.Unsafe<AwsCredentialIdentity | AwsCredentialIdentityProvider>({})),
+  s3Client: Type.Optional(Type.Unsafe<S3Client>({})),
+  jwt: Type.Optional(JwtOptions),
+  useHostJwt: Type.Optional(Type.Boolean()),
+  orgClaim: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+  expiresIn: Type.Optional(Type.Integer({ minimum: MIN_EXPIRES_IN, maximum: MAX_EXPIRES_IN })),
+  prefix: Type.Optional(Type.String())
+})
+export type FilesOptions = Static<typeof FilesOptionsSchema>
+
+// strict: false lets Ajv ignore TypeBox's annotations; the Unsafe members compile to {} (anything).
+const validateOptions = new Ajv({ strict: false, allErrors: false }).compile(FilesOptionsSchema)
+
+export interface ResolvedFilesOptions extends FilesOptions {
+  region: string
+  orgClaim: string
+  expiresIn: number
+}
+
+/** Validates at register time and names the offending option, so a host sees its mistake at boot. */
+export function resolveFilesOptions (options: unknown): ResolvedFilesOptions {
+  if (typeof options !== 'object' || options === null) throw new TypeError('artos-files: options must be an object')
+  if (!validateOptions(options)) {
+    const first = validateOptions.errors?.[0]
+    const path = (first?.instancePath ?? '').slice(1).replaceAll('/', '.')
+    const missing = first?.params !== undefined && 'missingProperty' in first.params ? String(first.params.missingProperty) : undefined
+    const name = missing ?? (path === '' ? 'options' : path)
+    throw new TypeError(`artos-files: invalid option "${name}": ${first?.message ?? 'invalid'}`)
+  }
+  const opts = options as FilesOptions
+  if (opts.jwt !== undefined && opts.useHostJwt === true) throw new TypeError('artos-files: set either "jwt" or "useHostJwt", not both')
+  if (opts.jwt === undefined && opts.useHostJwt !== true) throw new TypeError('artos-files: option "jwt" is required (or set "useHostJwt: true")')
+  if (opts.s3Client !== undefined && (opts.credentials !== undefined || opts.endpoint !== undefined)) {
+    throw new TypeError('artos-files: "s3Client" already carries its endpoint and credentials; do not also set "credentials" or "endpoint"')
+  }
+  if (opts.credentials !== undefined && !isCredentialsLike(opts.credentials)) {
+    throw new TypeError('artos-files: invalid option "credentials": expected {accessKeyId, secretAccessKey, sessionToken?} or a provider function')
+  }
+  return {
+    ...opts,
+    region: opts.region ?? 'us-east-1',
+    orgClaim: opts.orgClaim ?? 'org_id',
+    expiresIn: opts.expiresIn ?? 3600
+  }
+}
+
+function isCredentialsLike (value: unknown): boolean {
+  if (typeof value === 'function') return true
+  if (typeof value !== 'object' || value === null) return false
+  const { accessKeyId, secretAccessKey, sessionToken } = value as Record<string, unknown>
+  return typeof accessKeyId === 'string' && accessKeyId !== '' &&
+    typeof secretAccessKey === 'string' && secretAccessKey !== '' &&
+    (sessionToken === undefined || typeof sessionToken === 'string')
+}
