@@ -55,14 +55,13 @@ S3_TEST_FORCE_PATH_STYLE=true
 EOF
 }
 
-# The healthcheck middleware answers GET /healthcheck with 200 "OK" once the
-# proxy is up (it does not touch the backends, so we also probe them).
+# Every server has the healthcheck filter (GET /healthcheck -> 200 "OK"). The
+# proxy's does not touch the backends, so probe all four.
 healthy() {
   "$PY" - "$HOST" "$PROXY_PORT" "$ACCOUNT_PORT" "$CONTAINER_PORT" "$OBJECT_PORT" <<'PY' 2>/dev/null
 import sys, urllib.request
 host, ports = sys.argv[1], sys.argv[2:]
 for p in ports:
-    # backends expose /healthcheck natively; the proxy via the middleware
     with urllib.request.urlopen(f"http://{host}:{p}/healthcheck", timeout=2) as r:
         if r.status != 200:
             sys.exit(1)

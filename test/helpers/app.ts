@@ -1,0 +1,21 @@
+/** Builds the whole app against a test S3, the way server.ts does. */
+import { buildApp, type BuildAppOptions } from '../../src/app.js'
+import type { TestS3 } from './s3.js'
+import { TEST_SECRET } from './tokens.js'
+
+interface Teardown { teardown: (fn: () => unknown) => void }
+
+export async function buildTestApp (t: Teardown, s3: TestS3, overrides: Partial<BuildAppOptions> = {}) {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+  const app = await buildApp({
+    bucket: s3.bucket,
+    region: s3.region,
+    endpoint: s3.endpoint,
+    forcePathStyle: s3.forcePathStyle,
+    credentials: s3.credentials,
+    jwt: { secret: TEST_SECRET },
+    ...overrides
+  })
+  t.teardown(async () => { await app.close() })
+  return app
+}
