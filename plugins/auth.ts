@@ -51,13 +51,16 @@ const JWKS_TTL_MS = 10 * 60_000
 const JWKS_FETCH_ERRORS = new Set(['JWKS_REQUEST_FAILED', 'NO_JWKS', 'OPENID_CONFIGURATION_REQUEST_FAILED', 'NO_JWKS_URI'])
 
 export function jwtRegistrationOptions (jwt: JwtOptions): FastifyJWTOptions {
+  const issuer = jwt.issuer
   const verify: Partial<VerifyOptions> = {
-    requiredClaims: ['exp'],
+    // fast-jwt checks aud/iss only when present, so configured ones are also required.
+    requiredClaims: ['exp', ...(jwt.audience === undefined ? [] : ['aud']), ...(issuer === undefined ? [] : ['iss'])],
     clockTolerance: CLOCK_TOLERANCE_MS,
     // Verified tokens are cached (bounded, and never beyond their exp) so a
     // client reusing its token pays one signature check, not one per request.
     cache: 10_000,
-    ...(jwt.audience === undefined ? {} : { allowedAud: jwt.audience })
+    ...(jwt.audience === undefined ? {} : { allowedAud: jwt.audience }),
+    ...(issuer === undefined ? {} : { allowedIss: issuer })
   }
   if ('secret' in jwt) {
     return { secret: jwt.secret, verify: { ...verify, algorithms: ['HS256'] } }
@@ -76,7 +79,9 @@ export function jwtRegistrationOptions (jwt: JwtOptions): FastifyJWTOptions {
       if (typeof kid !== 'string' || typeof alg !== 'string') throw new InvalidTokenError('Authorization token is invalid: no key id')
       return await getJwks.getPublicKey({ domain, kid, alg })
     },
-    verify: { ...verify, algorithms: ['RS256', 'ES256'], allowedIss: jwt.issuer }
+    // The key callback needs the token header (kid, alg), not just its payload.
+    decode: { complete: true },
+    verify: { ...verify, algorithms: ['RS256', 'ES256'] }
   } as FastifyJWTOptions
 }
 
@@ -121,7 +126,7 @@ function toAuthError (err: unknown, request: FastifyRequest, reply: FastifyReply
   const { code, message } = err as { code?: string, message?: string }
   if (code !== undefined && JWKS_FETCH_ERRORS.has(code)) return unavailable(err, request.log)
   if (err instanceof TypeError && message === 'fetch failed') return unavailable(err, request.log)
-  request.log.info({ code }, 'bearer token rejected')
+  request.log.info({ code, reason: message }, 'bearer token rejected')
   const noToken = code === 'FST_JWT_NO_AUTHORIZATION_IN_HEADER'
   // RFC 6750 §3: no error code when the request carried no token at all.
   reply.header('www-authenticate', noToken ? 'Bearer realm="artos-files"' : 'Bearer realm="artos-files", error="invalid_token"')

@@ -275,7 +275,13 @@ start() {
     mkdir -p "$STATE_DIR"
     check_xattr "$STATE_DIR"
     write_configs
-    local s
+    # Fail fast on a port clash (swift itself retries bind() for 30 s).
+    local s p
+    for p in "$PROXY_PORT" "$ACCOUNT_PORT" "$CONTAINER_PORT" "$OBJECT_PORT"; do
+      if (exec 3<>"/dev/tcp/$HOST/$p") 2>/dev/null; then
+        die "port $HOST:$p is already in use (set SWIFT_S3_PORT / SWIFT_S3_BACKEND_PORT_BASE)"
+      fi
+    done
     for s in "${SERVERS[@]}"; do
       # -v also logs to the console (here: the log file); without a syslog
       # socket swift's syslog handler just sends UDP to localhost:514.

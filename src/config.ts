@@ -93,9 +93,10 @@ function jwtOptionsFrom (env: Env): JwtOptions | undefined {
   const configured = [env.JWT_SECRET, env.JWT_PUBLIC_KEY, env.JWT_JWKS_URL].filter(v => v !== undefined)
   if (configured.length > 1) throw new ConfigError('set only one of JWT_SECRET, JWT_PUBLIC_KEY and JWT_JWKS_URL')
   const audience = env.JWT_AUDIENCE === undefined ? {} : { audience: env.JWT_AUDIENCE }
-  if (env.JWT_SECRET !== undefined) return { secret: env.JWT_SECRET, ...audience }
+  const issuer = env.JWT_ISSUER === undefined ? {} : { issuer: env.JWT_ISSUER }
+  if (env.JWT_SECRET !== undefined) return { secret: env.JWT_SECRET, ...issuer, ...audience }
   // PEM keys often arrive through env files with escaped newlines.
-  if (env.JWT_PUBLIC_KEY !== undefined) return { publicKey: env.JWT_PUBLIC_KEY.replaceAll('\\n', '\n'), ...audience }
+  if (env.JWT_PUBLIC_KEY !== undefined) return { publicKey: env.JWT_PUBLIC_KEY.replaceAll('\\n', '\n'), ...issuer, ...audience }
   if (env.JWT_JWKS_URL !== undefined) {
     if (env.JWT_ISSUER === undefined) throw new ConfigError('JWT_JWKS_URL requires JWT_ISSUER: tokens are only trusted from one pinned issuer')
     return { jwksUrl: env.JWT_JWKS_URL, issuer: env.JWT_ISSUER, ...audience }

@@ -14,8 +14,8 @@ export const MAX_EXPIRES_IN = 7 * 24 * 3600
 const NonEmpty = Type.String({ minLength: 1 })
 
 export const JwtOptions = Type.Union([
-  Type.Object({ secret: Type.String({ minLength: 32, description: 'HS256 shared secret (at least 32 characters)' }), audience: Type.Optional(NonEmpty) }, { additionalProperties: false }),
-  Type.Object({ publicKey: Type.String({ pattern: '-----BEGIN PUBLIC KEY-----', description: 'RSA or EC public key, PEM (SPKI)' }), audience: Type.Optional(NonEmpty) }, { additionalProperties: false }),
+  Type.Object({ secret: Type.String({ minLength: 32, description: 'HS256 shared secret (at least 32 characters)' }), issuer: Type.Optional(NonEmpty), audience: Type.Optional(NonEmpty) }, { additionalProperties: false }),
+  Type.Object({ publicKey: Type.String({ pattern: '-----BEGIN PUBLIC KEY-----', description: 'RSA or EC public key, PEM (SPKI)' }), issuer: Type.Optional(NonEmpty), audience: Type.Optional(NonEmpty) }, { additionalProperties: false }),
   Type.Object({ jwksUrl: Type.String({ pattern: '^https?://' }), issuer: NonEmpty, audience: Type.Optional(NonEmpty) }, { additionalProperties: false })
 ])
 export type JwtOptions = Static<typeof JwtOptions>
