@@ -1,0 +1,76 @@
+import t from 'tap'
+import { ConfigError, loadConfig } from '../src/config.js'
+import { resolveFilesOptions } from '../src/options.js'
+
+const SECRET = 's'.repeat(32)
+
+t.test('production without S3 or JWT configuration fails fast with a clear message', async t => {
+  t.throws(() => loadConfig({ NODE_ENV: 'production' }), new ConfigError('NODE_ENV=production requires S3_BUCKET and one of JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL (with JWT_ISSUER)'))
+  t.throws(() => loadConfig({ NODE_ENV: 'production', S3_BUCKET: 'bucket' }), /requires one of JWT_SECRET/)
+  t.throws(() => loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET }), /requires S3_BUCKET$/)
+  t.throws(() => loadConfig({ NODE_ENV: 'production', S3_BUCKET: '', JWT_SECRET: SECRET }), /requires S3_BUCKET/, 'empty counts as unset')
+  const ok = loadConfig({ NODE_ENV: 'production', S3_BUCKET: 'bucket', JWT_SECRET: SECRET })
+  t.equal(ok.production, true)
+  t.equal(ok.files.bucket, 'bucket')
+})
+
+t.test('development defaults leave S3 and JWT to the embedded dev environment', async t => {
+  const config = loadConfig({})
+  t.equal(config.production, false)
+  t.equal(config.host, '127.0.0.1')
+  t.equal(config.port, 8000)
+  t.equal(config.logLevel, 'info')
+  t.equal(config.files.bucket, undefined)
+  t.equal(config.files.jwt, undefined)
+  t.equal(config.files.region, 'us-east-1')
+  t.equal(config.files.orgClaim, 'org_id')
+  t.equal(config.files.expiresIn, 3600)
+})
+
+t.test('values are parsed and checked', async t => {
+  const config = loadConfig({
+    PORT: '9000', LOG_LEVEL: 'debug', S3_BUCKET: 'b-1', AWS_REGION: 'eu-west-1', S3_ENDPOINT: 'http://127.0.0.1:9000',
+    S3_FORCE_PATH_STYLE: 'true', JWT_SECRET: SECRET, JWT_AUDIENCE: 'files', JWT_ORG_CLAIM: 'tenant'
+  })
+  t.equal(config.port, 9000)
+  t.equal(config.logLevel, 'debug')
+  t.equal(config.files.region, 'eu-west-1', 'AWS_REGION is the fallback region')
+  t.equal(config.files.forcePathStyle, true)
+  t.same(config.files.jwt, { secret: SECRET, audience: 'files' })
+  t.equal(config.files.orgClaim, 'tenant')
+  t.equal(loadConfig({ S3_REGION: 'ap-south-1', AWS_REGION: 'eu-west-1' }).files.region, 'ap-south-1', 'S3_REGION wins')
+
+  t.throws(() => loadConfig({ PORT: 'eighty' }), /PORT/)
+  t.throws(() => loadConfig({ PORT: '70000' }), /PORT/)
+  t.throws(() => loadConfig({ LOG_LEVEL: 'loud' }), /LOG_LEVEL/)
+  t.throws(() => loadConfig({ JWT_SECRET: 'short' }), /JWT_SECRET/)
+  t.throws(() => loadConfig({ S3_ENDPOINT: 'ftp://x' }), /S3_ENDPOINT/)
+  t.throws(() => loadConfig({ S3_ENDPOINT: 'http://127.0.0.1:9000' }), /S3_ENDPOINT is set but S3_BUCKET is not/)
+  t.throws(() => loadConfig({ PRESIGN_EXPIRES_IN: '604801' }), /PRESIGN_EXPIRES_IN/)
+})
+
+t.test('exactly one JWT key source; JWKS needs a pinned issuer', async t => {
+  t.throws(() => loadConfig({ JWT_SECRET: SECRET, JWT_JWKS_URL: 'https://idp/jwks.json' }), /only one of/)
+  t.throws(() => loadConfig({ JWT_JWKS_URL: 'https://idp.example/.well-known/jwks.json' }), /requires JWT_ISSUER/)
+  t.same(loadConfig({ JWT_JWKS_URL: 'https://idp.example/jwks.json', JWT_ISSUER: 'https://idp.example/' }).files.jwt,
+    { jwksUrl: 'https://idp.example/jwks.json', issuer: 'https://idp.example/' })
+  const pem = '-----BEGIN PUBLIC KEY-----\\nABC\\n-----END PUBLIC KEY-----'
+  t.same(loadConfig({ JWT_PUBLIC_KEY: pem }).files.jwt, { publicKey: '-----BEGIN PUBLIC KEY-----\nABC\n-----END PUBLIC KEY-----' }, 'escaped newlines restored')
+})
+
+t.test('plugin options are validated at register time, naming the bad option', async t => {
+  const jwt = { secret: SECRET }
+  t.throws(() => resolveFilesOptions({ jwt }), /invalid option "bucket"/)
+  t.throws(() => resolveFilesOptions({ bucket: 'bucket', jwt, expiresIn: 0 }), /invalid option "expiresIn"/)
+  t.throws(() => resolveFilesOptions({ bucket: 'bucket', jwt, expiresIn: 604801 }), /invalid option "expiresIn"/)
+  t.throws(() => resolveFilesOptions({ bucket: 'bucket', jwt, endpoint: 'file:///etc' }), /invalid option "endpoint"/)
+  t.throws(() => resolveFilesOptions({ bucket: 'bucket', jwt: { secret: 'short' } }), /invalid option "jwt/)
+  t.throws(() => resolveFilesOptions({ bucket: 'bucket' }), /option "jwt" is required/)
+  t.throws(() => resolveFilesOptions({ bucket: 'bucket', jwt, useHostJwt: true }), /either "jwt" or "useHostJwt"/)
+  t.throws(() => resolveFilesOptions({ bucket: 'bucket', jwt, credentials: { accessKeyId: 'a' } }), /invalid option "credentials"/)
+  t.throws(() => resolveFilesOptions(null), /options must be an object/)
+  const resolved = resolveFilesOptions({ bucket: 'bucket', jwt })
+  t.equal(resolved.expiresIn, 3600)
+  t.equal(resolved.orgClaim, 'org_id')
+  t.equal(resolved.region, 'us-east-1')
+})
