@@ -15,7 +15,7 @@ t.test('secrets are removed from logged URLs', async t => {
 
 t.test('property: no secret parameter value survives redaction', async t => {
   const name = fc.constantFrom('presigned_url', 'X-Amz-Signature', 'x-amz-credential', 'X-AMZ-SECURITY-TOKEN', 'a', 'key')
-  const value = fc.string({ unit: fc.constantFrom('S', 'E', 'C', 'R', 'T', '%', '2', '0', '=', '?', '/') , minLength: 1, maxLength: 10 })
+  const value = fc.string({ unit: fc.constantFrom('s', 'e', 'c', 'x', '%', '2', '0', '=', '?', '/', '&'), minLength: 1, maxLength: 10 })
   fc.assert(fc.property(fc.array(fc.tuple(name, value), { minLength: 1, maxLength: 6 }), pairs => {
     const url = '/p?' + pairs.map(([n, v]) => `${n}=SECRET${encodeURIComponent(v)}`).join('&')
     const secrets = pairs.filter(([n]) => !['a', 'key'].includes(n)).length
