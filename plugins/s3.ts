@@ -13,7 +13,9 @@ import { HttpRequest } from '@smithy/protocol-http'
 import { Hash } from '@smithy/hash-node'
 import { formatUrl } from '@aws-sdk/util-format-url'
 import type { AwsCredentialIdentityProvider } from '@aws-sdk/types'
+import { timingSafeEqual } from 'node:crypto'
 import { credentialsOutlasting, type CredentialSource } from '../src/credentials.js'
+import { objectOriginOf, type ObjectOrigin, type PresignedGet } from '../src/presigned-url.js'
 
 export interface S3PluginOptions {
   bucket: string
@@ -36,6 +38,13 @@ export interface FilesS3 {
   expiresIn: number
   /** A presigned GET URL for `key` in our bucket, valid for `expiresIn` seconds. */
   presignGetObject: (key: string) => Promise<string>
+  /** Scheme, authority and base path that every URL we sign starts with. */
+  objectOrigin: ObjectOrigin
+  /**
+   * Re-signs a parsed presigned URL with our own key. Returns the URL to fetch
+   * when every signed parameter and the signature match, else undefined.
+   */
+  verifyPresignedGet: (url: PresignedGet) => Promise<string | undefined>
   credentials: AwsCredentialIdentityProvider
 }
 
@@ -56,7 +65,8 @@ export async function createFilesS3 (opts: S3PluginOptions): Promise<FilesS3> {
   const { bucket, expiresIn } = opts
   // The signer gets the refreshing provider itself: the client's own cache would
   // keep credentials until 5 minutes before they expire, too late for a 1-hour URL.
-  const credentials = credentialsOutlasting(opts.s3Client?.config.credentials ?? opts.credentials ?? fromNodeProviderChain(), expiresIn)
+  const source = opts.s3Client?.config.credentials ?? opts.credentials ?? fromNodeProviderChain()
+  const credentials = credentialsOutlasting(source, expiresIn)
   const client = opts.s3Client ?? new S3Client({
     region: opts.region,
     endpoint: opts.endpoint,
@@ -88,31 +98,55 @@ export async function createFilesS3 (opts: S3PluginOptions): Promise<FilesS3> {
     sha256: Hash.bind(null, 'sha256'),
     service: 's3'
   })
+  // Verifying an existing URL needs only the current key, not one that outlasts a new URL.
+  const verifier = new S3RequestPresigner({
+    credentials: source,
+    region: signingRegion,
+    sha256: Hash.bind(null, 'sha256'),
+    service: 's3'
+  })
   const protocol = bucketUrl.protocol
   const hostname = bucketUrl.hostname.replace(/^\[(.*)\]$/, '$1')
   const port = bucketUrl.port === '' ? undefined : Number(bucketUrl.port)
   const host = bucketUrl.host
   const basePath = bucketUrl.pathname.endsWith('/') ? bucketUrl.pathname : `${bucketUrl.pathname}/`
 
+  const getRequest = (key: string): HttpRequest => new HttpRequest({
+    protocol,
+    hostname,
+    port,
+    method: 'GET',
+    path: basePath + encodeKeyPath(key),
+    headers: { host }
+  })
+
   return {
     client,
+    objectOrigin: objectOriginOf(bucketUrl),
     bucket,
     bucketUrl,
     signingRegion,
     expiresIn,
     credentials,
     async presignGetObject (key: string): Promise<string> {
-      const request = new HttpRequest({
-        protocol,
-        hostname,
-        port,
-        method: 'GET',
-        path: basePath + encodeKeyPath(key),
-        headers: { host }
-      })
       // The signer asks `credentials` itself; it throws rather than sign with an identity that dies first.
-      const signed = await presigner.presign(request, { expiresIn, signingRegion })
+      const signed = await presigner.presign(getRequest(key), { expiresIn, signingRegion })
       return formatUrl(signed)
+    },
+    async verifyPresignedGet (url: PresignedGet): Promise<string | undefined> {
+      const expected = await verifier.presign(getRequest(url.key), {
+        expiresIn: url.expiresIn, signingDate: url.signedAt, signingRegion
+      })
+      const query = expected.query as Record<string, string>
+      const { 'X-Amz-Signature': signature, ...signedParams } = query
+      if (url.query.length !== Object.keys(signedParams).length) return undefined
+      for (const [name, value] of url.query) {
+        if (signedParams[name] !== value) return undefined
+      }
+      const given = Buffer.from(url.signature)
+      const ours = Buffer.from(signature)
+      if (given.length !== ours.length || !timingSafeEqual(given, ours)) return undefined
+      return formatUrl(expected)
     }
   }
 }

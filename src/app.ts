@@ -9,6 +9,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import authPlugin from '../plugins/auth.js'
 import s3Plugin from '../plugins/s3.js'
 import filesRoutes from '../routes/files.js'
+import proxyRoutes from '../routes/proxy.js'
 import healthRoutes from '../routes/health.js'
 import { resolveFilesOptions, type FilesOptions } from './options.js'
 import { sharedSchemas } from './schemas.js'
@@ -38,7 +39,12 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
     s3Client: opts.s3Client,
     expiresIn: opts.expiresIn
   })
-  await fastify.register(filesRoutes)
+  // Every route of the Files API requires a verified token.
+  await fastify.register(async function authenticatedRoutes (group) {
+    group.addHook('onRequest', group.authenticate)
+    await group.register(filesRoutes)
+    await group.register(proxyRoutes, { proxy: opts.proxy })
+  })
 }
 
 /** The embeddable plugin: encapsulated, so a host's prefix, hooks and schemas stay its own. */

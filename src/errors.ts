@@ -13,3 +13,12 @@ export const InvalidTokenError = createError<[string]>('ARTOS_INVALID_TOKEN', '%
 /** The identity provider's key set could not be fetched: not the caller's fault. */
 export const TokenVerificationUnavailableError = createError('ARTOS_TOKEN_VERIFICATION_UNAVAILABLE', 'Token verification is temporarily unavailable', 503)
 export const PresignFailedError = createError('ARTOS_PRESIGN_FAILED', 'Failed to generate presigned URL', 500)
+
+// The proxy's answers, worded as the published contract words them.
+export const InvalidPresignedUrlError = createError<[string]>('ARTOS_INVALID_PRESIGNED_URL', 'Missing or invalid presigned_url query parameter: %s', 422)
+export const ForbiddenUrlError = createError('ARTOS_FORBIDDEN_URL', 'Forbidden: only S3 URLs are allowed', 403)
+export const ExpiredUrlError = createError('ARTOS_EXPIRED_URL', 'Expired or invalid presigned URL', 410)
+export const FileNotFoundError = createError('ARTOS_FILE_NOT_FOUND', 'File not found', 404)
+export const UpstreamFailedError = createError('ARTOS_UPSTREAM_FAILED', 'Storage upstream failed', 502)
+export const UpstreamTimeoutError = createError('ARTOS_UPSTREAM_TIMEOUT', 'Storage upstream timed out', 504)
+export const RangeNotSatisfiableError = createError('ARTOS_RANGE_NOT_SATISFIABLE', 'Range not satisfiable', 416)

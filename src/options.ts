@@ -20,6 +20,21 @@ export const JwtOptions = Type.Union([
 ])
 export type JwtOptions = Static<typeof JwtOptions>
 
+const Milliseconds = Type.Integer({ minimum: 1, maximum: 600_000 })
+
+/** Outbound limits of the proxy (undici's own defaults wait 300 s). */
+export const ProxyOptions = Type.Object({
+  /** TCP/TLS connect to the S3 endpoint. */
+  connectTimeoutMs: Type.Optional(Milliseconds),
+  /** Until S3 sends response headers. */
+  headersTimeoutMs: Type.Optional(Milliseconds),
+  /** Longest silence between two body chunks. */
+  idleTimeoutMs: Type.Optional(Milliseconds)
+}, { additionalProperties: false })
+export type ProxyOptions = Static<typeof ProxyOptions>
+
+export const DEFAULT_PROXY_OPTIONS: Required<ProxyOptions> = { connectTimeoutMs: 5_000, headersTimeoutMs: 15_000, idleTimeoutMs: 30_000 }
+
 export const FilesOptionsSchema = Type.Object({
   bucket: Type.String({ minLength: 3, maxLength: 63 }),
   region: Type.Optional(NonEmpty),
@@ -32,6 +47,7 @@ export const FilesOptionsSchema = Type.Object({
   useHostJwt: Type.Optional(Type.Boolean()),
   orgClaim: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
   expiresIn: Type.Optional(Type.Integer({ minimum: MIN_EXPIRES_IN, maximum: MAX_EXPIRES_IN })),
+  proxy: Type.Optional(ProxyOptions),
   prefix: Type.Optional(Type.String())
 })
 export type FilesOptions = Static<typeof FilesOptionsSchema>
@@ -43,6 +59,7 @@ export interface ResolvedFilesOptions extends FilesOptions {
   region: string
   orgClaim: string
   expiresIn: number
+  proxy: Required<ProxyOptions>
 }
 
 /** Validates at register time and names the offending option, so a host sees its mistake at boot. */
@@ -68,7 +85,8 @@ export function resolveFilesOptions (options: unknown): ResolvedFilesOptions {
     ...opts,
     region: opts.region ?? 'us-east-1',
     orgClaim: opts.orgClaim ?? 'org_id',
-    expiresIn: opts.expiresIn ?? 3600
+    expiresIn: opts.expiresIn ?? 3600,
+    proxy: { ...DEFAULT_PROXY_OPTIONS, ...opts.proxy }
   }
 }
 

@@ -38,3 +38,8 @@ export function ref<T extends TSchema & { $id?: string }> (schema: T): TUnsafe<S
   if (schema.$id === undefined) throw new TypeError('only schemas with an $id can be referenced')
   return Type.Unsafe<Static<T>>({ $ref: `${schema.$id}#` })
 }
+
+export const ProxyFileQuery = Type.Object({
+  presigned_url: Type.String({ description: 'Fully-qualified, URL-encoded S3 presigned URL to proxy' })
+})
+export type ProxyFileQuery = Static<typeof ProxyFileQuery>

@@ -1,0 +1,171 @@
+/**
+ * GET|HEAD /api/v1/proxy/file: streams an object through us for clients that
+ * cannot reach S3. Only URLs we signed, for the caller's organization, still
+ * valid, are fetched; everything is decided before any outbound connection.
+ */
+import { Readable } from 'node:stream'
+import { Agent, request as undiciRequest, errors as undiciErrors, type Dispatcher } from 'undici'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import { ErrorResponse, ProxyFileQuery, ref } from '../src/schemas.js'
+import { checkPresignedUrl } from '../src/presigned-url.js'
+import { contentDisposition } from '../src/content-disposition.js'
+import { errorHandler } from '../src/error-handler.js'
+import {
+  ExpiredUrlError, FileNotFoundError, ForbiddenUrlError, InvalidPresignedUrlError, RangeNotSatisfiableError, UpstreamFailedError, UpstreamTimeoutError
+} from '../src/errors.js'
+import type { ProxyOptions } from '../src/options.js'
+
+export interface ProxyRoutesOptions {
+  proxy: Required<ProxyOptions>
+}
+
+/** Client headers that S3 understands for a GET and that carry no credentials. */
+const FORWARDED_REQUEST_HEADERS = ['range', 'if-range', 'if-none-match', 'if-modified-since'] as const
+/** Upstream headers a client may see; never x-amz-*, never Set-Cookie. */
+const PASSED_RESPONSE_HEADERS = ['content-length', 'content-range', 'etag', 'last-modified', 'accept-ranges'] as const
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
+
+const errorResponse = (description: string) => ({ ...ref(ErrorResponse), description })
+
+const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastify, opts) => {
+  const agent = new Agent({
+    connectTimeout: opts.proxy.connectTimeoutMs,
+    headersTimeout: opts.proxy.headersTimeoutMs,
+    bodyTimeout: opts.proxy.idleTimeoutMs,
+    // Redirects are never followed: undici only follows them through an interceptor we do not add.
+    maxRedirections: 0
+  } as Agent.Options)
+  fastify.addHook('onClose', async () => { await agent.close() })
+
+  fastify.route({
+    method: ['GET', 'HEAD'],
+    url: '/api/v1/proxy/file',
+    // Fastify's schema errors are 400; the contract wants 422 for this parameter.
+    attachValidation: true,
+    schema: {
+      operationId: 'proxyPresignedFile',
+      tags: ['Files'],
+      summary: 'Proxy Presigned File',
+      description: 'Stream a file via backend using a presigned S3 URL. Useful when clients cannot access S3 directly (for example, VPN-restricted browsers). The URL is validated to allow only S3 hosts.',
+      security: [{ bearerAuth: [] }],
+      querystring: ProxyFileQuery,
+      response: {
+        200: { description: 'File streamed successfully', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+        206: { description: 'Partial content (a Range request)', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+        304: { description: 'Not modified (a conditional request)' },
+        400: errorResponse('Authentication failed'),
+        401: errorResponse('Missing or invalid Bearer token'),
+        403: errorResponse('Forbidden: only S3 URLs are allowed'),
+        404: errorResponse('File not found'),
+        410: errorResponse('Expired or invalid presigned URL'),
+        416: errorResponse('Range not satisfiable'),
+        422: errorResponse('Missing or invalid `presigned_url` query parameter'),
+        500: errorResponse('Internal server error while proxying file'),
+        502: errorResponse('The storage upstream failed or answered garbage'),
+        504: errorResponse('The storage upstream timed out')
+      }
+    },
+    errorHandler: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+      const mapped = asHttpError(error)
+      if (mapped !== error) request.log.warn({ err: error }, 'storage upstream request failed')
+      errorHandler(mapped, request, reply)
+    },
+    handler: async (request, reply) => {
+      const query = request.query as Record<string, unknown>
+      if (request.validationError !== undefined) throw new InvalidPresignedUrlError('give exactly one presigned_url')
+      const verdict = checkPresignedUrl(query.presigned_url, fastify.s3.objectOrigin, request.organization, Date.now())
+      if (!verdict.ok) {
+        if (verdict.reason === 'invalid') throw new InvalidPresignedUrlError(verdict.message)
+        throw verdict.reason === 'forbidden' ? new ForbiddenUrlError() : new ExpiredUrlError()
+      }
+      const upstreamUrl = await fastify.s3.verifyPresignedGet(verdict.url)
+      if (upstreamUrl === undefined) throw new ExpiredUrlError()
+
+      const isHead = request.method === 'HEAD'
+      const headers: Record<string, string> = {}
+      for (const name of FORWARDED_REQUEST_HEADERS) {
+        const value = request.headers[name]
+        if (typeof value === 'string') headers[name] = value
+      }
+      if (isHead) {
+        // Our URLs are signed for GET. A one-byte range gets the headers (and the
+        // total size from Content-Range) without downloading the object.
+        headers.range = 'bytes=0-0'
+        delete headers['if-range']
+      }
+
+      const abort = new AbortController()
+      reply.raw.once('close', () => { if (!reply.raw.writableFinished) abort.abort() })
+      const upstream = await undiciRequest(upstreamUrl, { method: 'GET', headers, dispatcher: agent, signal: abort.signal })
+      return await relay(upstream, verdict.url.key, isHead, reply)
+    }
+  })
+}
+
+async function relay (upstream: Dispatcher.ResponseData, key: string, isHead: boolean, reply: FastifyReply): Promise<FastifyReply> {
+  const { statusCode } = upstream
+  const ok = statusCode === 200 || statusCode === 206 || statusCode === 304 || (isHead && statusCode === 416)
+  if (!ok) {
+    // Never relay S3's error XML: it names our key id and string-to-sign.
+    upstream.body.destroy()
+    if (statusCode === 403) throw new ExpiredUrlError()
+    if (statusCode === 404) throw new FileNotFoundError()
+    if (statusCode === 416) {
+      const range = header(upstream, 'content-range')
+      if (range !== undefined) void reply.header('content-range', range)
+      throw new RangeNotSatisfiableError()
+    }
+    throw new UpstreamFailedError()
+  }
+
+  for (const name of PASSED_RESPONSE_HEADERS) {
+    const value = header(upstream, name)
+    if (value !== undefined) void reply.header(name, value)
+  }
+  void reply
+    .header('cache-control', 'private, no-store')
+    .header('x-content-type-options', 'nosniff')
+    .header('content-security-policy', "default-src 'none'; sandbox")
+    .header('content-disposition', contentDisposition(key))
+
+  if (statusCode === 304) {
+    upstream.body.destroy()
+    reply.removeHeader('content-length')
+    return await reply.code(304).send()
+  }
+  void reply.header('content-type', header(upstream, 'content-type') ?? 'application/octet-stream')
+
+  if (isHead) {
+    upstream.body.destroy()
+    // 206 "bytes 0-0/N" → N; 416 "bytes */0" → an empty object; 200 → the server ignored our range.
+    const total = /\/(\d+)$/.exec(header(upstream, 'content-range') ?? '')?.[1]
+    if (statusCode !== 200) {
+      reply.removeHeader('content-range')
+      void reply.header('content-length', total ?? '0')
+    }
+    return await reply.code(200).send()
+  }
+  if (statusCode === 206 && header(upstream, 'content-range') === undefined) {
+    upstream.body.destroy()
+    throw new UpstreamFailedError()
+  }
+  return await reply.code(statusCode).send(upstream.body as Readable)
+}
+
+function header (upstream: Dispatcher.ResponseData, name: string): string | undefined {
+  const value = upstream.headers[name]
+  return Array.isArray(value) ? value[0] : value
+}
+
+/** Outbound failures are the upstream's fault: 504 for timeouts, 502 for the rest. */
+function asHttpError (error: FastifyError): FastifyError {
+  const code = (error as { code?: string }).code
+  if (code !== undefined && TIMEOUT_CODES.has(code)) return new UpstreamTimeoutError()
+  if (error instanceof undiciErrors.UndiciError || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ENOTFOUND' || code === 'EPIPE') {
+    return new UpstreamFailedError()
+  }
+  return error
+}
+
+export default proxyRoutes

@@ -1,0 +1,129 @@
+/**
+ * Which presigned URLs the proxy may fetch. Pure and synchronous: it decides
+ * from the raw string alone, before any outbound connection, and is tested
+ * exhaustively (tables and fast-check properties). Signature verification,
+ * which needs our credentials, follows in plugins/s3.ts.
+ */
+import { checkKeyForOrg } from './object-key.js'
+
+/** Where our objects live, from the S3 plugin's resolved bucket URL. */
+export interface ObjectOrigin {
+  /** e.g. "http:" or "https:" */
+  protocol: string
+  /** host[:port] exactly as our URLs carry it, lower case, no default port */
+  authority: string
+  /** "/bucket/" for path style, "/" for virtual-hosted style */
+  basePath: string
+}
+
+export function objectOriginOf (bucketUrl: URL): ObjectOrigin {
+  const basePath = bucketUrl.pathname.endsWith('/') ? bucketUrl.pathname : `${bucketUrl.pathname}/`
+  return { protocol: bucketUrl.protocol, authority: bucketUrl.host.toLowerCase(), basePath }
+}
+
+export interface PresignedGet {
+  key: string
+  /** Query parameters other than X-Amz-Signature, in their original order. */
+  query: Array<[string, string]>
+  signature: string
+  amzDate: string
+  signedAt: Date
+  expiresIn: number
+  credential: string
+}
+
+export type UrlVerdict =
+  | { ok: true, url: PresignedGet }
+  /** invalid → 422, forbidden → 403, expired → 410 */
+  | { ok: false, reason: 'invalid' | 'forbidden' | 'expired', message: string }
+
+const REQUIRED_PARAMS = ['X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Date', 'X-Amz-Expires', 'X-Amz-SignedHeaders', 'X-Amz-Signature'] as const
+/** Everything our presigner may put in a URL; anything else was not signed by us. */
+const KNOWN_PARAMS = new Set<string>([...REQUIRED_PARAMS, 'X-Amz-Security-Token', 'X-Amz-Content-Sha256'])
+const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/
+/** A URL "signed" further in the future than this is not one of ours. */
+const MAX_CLOCK_SKEW_MS = 15 * 60_000
+const MAX_URL_LENGTH = 8192
+// Only printable ASCII: our URLs are fully percent-encoded, and the WHATWG
+// parser silently drops tabs/newlines and trims spaces, which would let a
+// string mean something other than what it looks like.
+const PRINTABLE_ASCII = /^[\x21-\x7e]+$/
+
+const invalid = (message: string): UrlVerdict => ({ ok: false, reason: 'invalid', message })
+const forbidden = (message: string): UrlVerdict => ({ ok: false, reason: 'forbidden', message })
+const expired = (message: string): UrlVerdict => ({ ok: false, reason: 'expired', message })
+
+export function checkPresignedUrl (raw: unknown, origin: ObjectOrigin, org: string, now: number): UrlVerdict {
+  if (typeof raw !== 'string' || raw === '') return invalid('presigned_url must be given exactly once')
+  if (raw.length > MAX_URL_LENGTH || !PRINTABLE_ASCII.test(raw)) return invalid('presigned_url is not a URL')
+  let url: URL
+  try {
+    url = new URL(raw)
+  } catch {
+    return invalid('presigned_url is not a URL')
+  }
+  if (url.hash !== '' || raw.includes('#')) return invalid('presigned_url must not have a fragment')
+
+  const params = new Map<string, string>()
+  for (const [name, value] of url.searchParams) {
+    if (params.has(name)) return invalid(`presigned_url repeats ${name}`)
+    params.set(name, value)
+  }
+  for (const name of REQUIRED_PARAMS) {
+    if (params.get(name) === undefined || params.get(name) === '') return invalid(`presigned_url is not a SigV4 presigned URL (no ${name})`)
+  }
+  if (params.get('X-Amz-Algorithm') !== 'AWS4-HMAC-SHA256') return invalid('presigned_url is not a SigV4 presigned URL')
+
+  // Origin and path are judged on the raw text: the parser would resolve dot
+  // segments, backslashes and numeric IP forms before we could see them.
+  const schemeEnd = raw.indexOf('://')
+  const authorityEnd = raw.slice(schemeEnd + 3).search(/[/?\\]/)
+  const rawScheme = raw.slice(0, schemeEnd + 1).toLowerCase()
+  const rawAuthority = authorityEnd === -1 ? raw.slice(schemeEnd + 3) : raw.slice(schemeEnd + 3, schemeEnd + 3 + authorityEnd)
+  if (schemeEnd === -1 || rawScheme !== origin.protocol || rawAuthority.toLowerCase() !== origin.authority) {
+    return forbidden('only S3 URLs are allowed')
+  }
+  const rawPath = raw.slice(schemeEnd + 3 + rawAuthority.length).split('?')[0]
+  if (rawPath.includes('\\')) return forbidden('only S3 URLs are allowed')
+  for (const segment of rawPath.split('/')) {
+    const dotted = segment.replace(/%2e/gi, '.')
+    if (dotted === '.' || dotted === '..') return forbidden('only S3 URLs are allowed')
+  }
+  if (!rawPath.startsWith(origin.basePath)) return forbidden('only S3 URLs are allowed')
+  let key: string
+  try {
+    // S3 decodes the path once; "+" in a path is a literal plus, not a space.
+    key = decodeURIComponent(rawPath.slice(origin.basePath.length))
+  } catch {
+    return forbidden('only S3 URLs are allowed')
+  }
+  if (!checkKeyForOrg(key, org).ok) return forbidden('only S3 URLs are allowed')
+
+  for (const name of params.keys()) {
+    if (!KNOWN_PARAMS.has(name)) return expired('Expired or invalid presigned URL')
+  }
+  if (params.get('X-Amz-SignedHeaders') !== 'host') return expired('Expired or invalid presigned URL')
+  const amzDate = params.get('X-Amz-Date') as string
+  const match = AMZ_DATE.exec(amzDate)
+  const expiresText = params.get('X-Amz-Expires') as string
+  if (match === null || !/^\d{1,6}$/.test(expiresText)) return invalid('presigned_url is not a SigV4 presigned URL')
+  const [, y, mo, d, h, mi, s] = match
+  const signedAt = new Date(Date.UTC(+y, +mo - 1, +d, +h, +mi, +s))
+  const expiresIn = Number(expiresText)
+  if (Number.isNaN(signedAt.getTime()) || expiresIn < 1 || expiresIn > 604800) return expired('Expired or invalid presigned URL')
+  if (signedAt.getTime() - now > MAX_CLOCK_SKEW_MS) return expired('Expired or invalid presigned URL')
+  if (now >= signedAt.getTime() + expiresIn * 1000) return expired('Expired or invalid presigned URL')
+
+  return {
+    ok: true,
+    url: {
+      key,
+      query: [...params].filter(([name]) => name !== 'X-Amz-Signature'),
+      signature: params.get('X-Amz-Signature') as string,
+      amzDate,
+      signedAt,
+      expiresIn,
+      credential: params.get('X-Amz-Credential') as string
+    }
+  }
+}
