@@ -4,7 +4,7 @@
  * valid, are fetched; everything is decided before any outbound connection.
  */
 import { Readable } from 'node:stream'
-import { Agent, request as undiciRequest, errors as undiciErrors, type Dispatcher } from 'undici'
+import { Agent, request as undiciRequest, type Dispatcher } from 'undici'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { ErrorResponse, ProxyFileQuery, ref } from '../src/schemas.js'
@@ -66,10 +66,10 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
         504: errorResponse('The storage upstream timed out')
       }
     },
+    // A body that fails before its first byte surfaces here instead of in the handler.
     errorHandler: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-      const mapped = asHttpError(error)
-      if (mapped !== error) request.log.warn({ err: error }, 'storage upstream request failed')
-      errorHandler(mapped, request, reply)
+      const fromUpstream = (error as { code?: string }).code?.startsWith('UND_ERR_') === true
+      errorHandler(fromUpstream ? upstreamError(error, request) : error, request, reply)
     },
     handler: async (request, reply) => {
       const query = request.query as Record<string, unknown>
@@ -97,7 +97,12 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
 
       const abort = new AbortController()
       reply.raw.once('close', () => { if (!reply.raw.writableFinished) abort.abort() })
-      const upstream = await undiciRequest(upstreamUrl, { method: 'GET', headers, dispatcher: agent, signal: abort.signal })
+      let upstream: Dispatcher.ResponseData
+      try {
+        upstream = await undiciRequest(upstreamUrl, { method: 'GET', headers, dispatcher: agent, signal: abort.signal })
+      } catch (err) {
+        throw upstreamError(err, request)
+      }
       return await relay(upstream, verdict.url.key, isHead, reply)
     }
   })
@@ -158,14 +163,11 @@ function header (upstream: Dispatcher.ResponseData, name: string): string | unde
   return Array.isArray(value) ? value[0] : value
 }
 
-/** Outbound failures are the upstream's fault: 504 for timeouts, 502 for the rest. */
-function asHttpError (error: FastifyError): FastifyError {
-  const code = (error as { code?: string }).code
-  if (code !== undefined && TIMEOUT_CODES.has(code)) return new UpstreamTimeoutError()
-  if (error instanceof undiciErrors.UndiciError || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ENOTFOUND' || code === 'EPIPE') {
-    return new UpstreamFailedError()
-  }
-  return error
+/** Outbound failures are the upstream's fault: 504 for timeouts, 502 for everything else. */
+function upstreamError (err: unknown, request: FastifyRequest): FastifyError {
+  const code = (err as { code?: string }).code
+  request.log.warn({ err }, 'storage upstream request failed')
+  return code !== undefined && TIMEOUT_CODES.has(code) ? new UpstreamTimeoutError() : new UpstreamFailedError()
 }
 
 export default proxyRoutes

@@ -1,0 +1,211 @@
+/**
+ * The proxy against an upstream that misbehaves on purpose, which a real S3
+ * server cannot do on demand: redirects, stalls, resets, endless slow bodies,
+ * garbage. The double stands where our configured endpoint is, so the URLs it
+ * receives are genuinely signed by the app.
+ */
+import t, { type Test } from 'tap'
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net'
+import { buildApp } from '../src/app.js'
+import { orgToken, TEST_SECRET } from './helpers/tokens.js'
+import { presignedUrlFor, proxyPath } from './helpers/presign.js'
+
+type Behaviour = (req: IncomingMessage, res: ServerResponse) => void
+
+async function startUpstream (t: Test, behaviour: Behaviour) {
+  const requests: Array<{ method?: string, url?: string, headers: IncomingMessage['headers'] }> = []
+  const sockets = new Set<Socket>()
+  const closedSockets: number[] = []
+  const server = createServer((req, res) => {
+    requests.push({ method: req.method, url: req.url, headers: req.headers })
+    behaviour(req, res)
+  })
+  server.on('connection', socket => {
+    sockets.add(socket)
+    socket.on('close', () => { sockets.delete(socket); closedSockets.push(Date.now()) })
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => {
+    for (const socket of sockets) socket.destroy()
+    await new Promise(resolve => server.close(resolve))
+  })
+  return { endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests, closedSockets }
+}
+
+async function appFor (t: Test, endpoint: string) {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+  const app = await buildApp({
+    bucket: 'bucket',
+    endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test-secret' },
+    jwt: { secret: TEST_SECRET },
+    proxy: { connectTimeoutMs: 1000, headersTimeoutMs: 500, idleTimeoutMs: 500 }
+  })
+  t.teardown(async () => { await app.close() })
+  const address = await app.listen({ host: '127.0.0.1', port: 0 })
+  return { app, address }
+}
+
+const auth = { authorization: `Bearer ${orgToken('org-1')}` }
+
+t.test('a redirect is not followed: 502, and the redirect target is never contacted', async t => {
+  const target = await startUpstream(t, (_req, res) => { res.end('secret elsewhere') })
+  const upstream = await startUpstream(t, (_req, res) => {
+    res.writeHead(302, { location: `${target.endpoint}/steal` })
+    res.end()
+  })
+  const { app } = await appFor(t, upstream.endpoint)
+  const res = await app.inject({ method: 'GET', url: proxyPath(await presignedUrlFor(app, 'org-1/a.txt')), headers: auth })
+  t.equal(res.statusCode, 502)
+  t.equal(res.headers.location, undefined)
+  t.equal(upstream.requests.length, 1)
+  t.equal(target.requests.length, 0)
+})
+
+t.test('only safe client headers are forwarded', async t => {
+  const upstream = await startUpstream(t, (_req, res) => { res.end('ok') })
+  const { app } = await appFor(t, upstream.endpoint)
+  const res = await app.inject({
+    method: 'GET',
+    url: proxyPath(await presignedUrlFor(app, 'org-1/a.txt')),
+    headers: { ...auth, cookie: 'session=1', range: 'bytes=0-1', 'if-none-match': '"e"', 'x-forwarded-for': '1.2.3.4', 'x-amz-security-token': 'injected' }
+  })
+  t.equal(res.statusCode, 200)
+  const sent = upstream.requests[0].headers
+  t.equal(sent.authorization, undefined, 'no Authorization')
+  t.equal(sent.cookie, undefined, 'no Cookie')
+  t.equal(sent['x-forwarded-for'], undefined)
+  t.equal(sent['x-amz-security-token'], undefined)
+  t.equal(sent.range, 'bytes=0-1')
+  t.equal(sent['if-none-match'], '"e"')
+})
+
+t.test('upstream errors never reach the client: XML bodies and x-amz headers are dropped', async t => {
+  const xml = '<?xml version="1.0"?><Error><Code>SignatureDoesNotMatch</Code><StringToSign>AWS4-HMAC-SHA256 secret</StringToSign><AWSAccessKeyId>AKIDTEST</AWSAccessKeyId></Error>'
+  const statuses: Array<[number, number]> = [[403, 410], [404, 404], [500, 502], [503, 502], [400, 502], [301, 502]]
+  for (const [upstreamStatus, expected] of statuses) {
+    const upstream = await startUpstream(t, (_req, res) => {
+      res.writeHead(upstreamStatus, { 'content-type': 'application/xml', 'x-amz-request-id': 'REQ', 'x-amz-id-2': 'ID2' })
+      res.end(xml)
+    })
+    const { app } = await appFor(t, upstream.endpoint)
+    const res = await app.inject({ method: 'GET', url: proxyPath(await presignedUrlFor(app, 'org-1/a.txt')), headers: auth })
+    t.equal(res.statusCode, expected, `upstream ${upstreamStatus} → ${expected}`)
+    t.notMatch(res.body, /StringToSign|AKIDTEST|<Error>|xml/, `upstream ${upstreamStatus}: no XML reflected`)
+    t.same(Object.keys(res.headers).filter(name => name.startsWith('x-amz')), [], `upstream ${upstreamStatus}: no x-amz headers`)
+  }
+})
+
+t.test('garbage instead of HTTP, or a refused connection, is a 502', async t => {
+  const garbage = await startRawUpstream(t, socket => { socket.end('NOT HTTP AT ALL\r\n\r\n') })
+  const { app } = await appFor(t, garbage.endpoint)
+  const res = await app.inject({ method: 'GET', url: proxyPath(await presignedUrlFor(app, 'org-1/a.txt')), headers: auth })
+  t.equal(res.statusCode, 502)
+  t.equal(garbage.connections(), 1, 'the proxy did talk to it')
+
+  await garbage.close()
+  const refused = await app.inject({ method: 'GET', url: proxyPath(await presignedUrlFor(app, 'org-1/a.txt')), headers: auth })
+  t.equal(refused.statusCode, 502)
+})
+
+t.test('an upstream that never answers is a 504 within the configured timeout', async t => {
+  const upstream = await startUpstream(t, () => { /* never respond */ })
+  const { app } = await appFor(t, upstream.endpoint)
+  const started = Date.now()
+  const res = await app.inject({ method: 'GET', url: proxyPath(await presignedUrlFor(app, 'org-1/a.txt')), headers: auth })
+  const elapsed = Date.now() - started
+  t.equal(res.statusCode, 504)
+  t.equal(res.json().message, 'Storage upstream timed out')
+  t.ok(elapsed < 5000, `answered after ${elapsed} ms (headers timeout 500 ms), not undici's 300 s`)
+})
+
+t.test('a reset mid-body aborts the client response instead of ending it cleanly', async t => {
+  const upstream = await startUpstream(t, (_req, res) => {
+    res.writeHead(200, { 'content-length': String(1024 * 1024), 'content-type': 'application/octet-stream' })
+    res.write(Buffer.alloc(64 * 1024, 1), () => { setTimeout(() => { res.socket?.destroy() }, 50) })
+  })
+  const { app, address } = await appFor(t, upstream.endpoint)
+  const url = `${address}${proxyPath(await presignedUrlFor(app, 'org-1/a.txt'))}`
+  const outcome = await new Promise<{ status?: number, received: number, error?: string, complete: boolean }>(resolve => {
+    const req = httpRequest(url, { headers: auth }, res => {
+      let received = 0
+      res.on('data', (chunk: Buffer) => { received += chunk.length })
+      res.on('end', () => { resolve({ status: res.statusCode, received, complete: res.complete }) })
+      res.on('error', err => { resolve({ status: res.statusCode, received, error: err.message, complete: res.complete }) })
+      res.on('aborted', () => { resolve({ status: res.statusCode, received, error: 'aborted', complete: false }) })
+    })
+    req.on('error', err => { resolve({ received: 0, error: err.message, complete: false }) })
+    req.end()
+  })
+  t.equal(outcome.status, 200, 'headers had been sent')
+  t.equal(outcome.complete, false, 'the response did not end cleanly')
+  t.ok(outcome.received < 1024 * 1024, `truncated at ${outcome.received} bytes`)
+})
+
+t.test('a client that disconnects makes the proxy drop the upstream connection within 1 s', async t => {
+  let timer: NodeJS.Timeout | undefined
+  const upstream = await startUpstream(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' })
+    timer = setInterval(() => { res.write(Buffer.alloc(1024, 2)) }, 50)
+    res.on('close', () => { clearInterval(timer) })
+  })
+  t.teardown(() => { clearInterval(timer) })
+  const { app, address } = await appFor(t, upstream.endpoint)
+  const url = `${address}${proxyPath(await presignedUrlFor(app, 'org-1/a.txt'))}`
+  const controller = new AbortController()
+  const res = await fetch(url, { headers: auth, signal: controller.signal })
+  t.equal(res.status, 200)
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader()
+  await reader.read()
+  const abortedAt = Date.now()
+  controller.abort()
+  await reader.read().catch(() => {})
+  const deadline = abortedAt + 1000
+  while (upstream.closedSockets.length === 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
+  t.ok(upstream.closedSockets.length >= 1, 'upstream socket closed')
+  if (upstream.closedSockets.length > 0) t.ok(upstream.closedSockets[0] - abortedAt <= 1000, `closed ${upstream.closedSockets[0] - abortedAt} ms after the client left`)
+})
+
+t.test('forged and foreign URLs are refused without any outbound request', async t => {
+  const upstream = await startUpstream(t, (_req, res) => { res.end('should never be asked') })
+  const { app } = await appFor(t, upstream.endpoint)
+  const genuine = await presignedUrlFor(app, 'org-1/a.txt')
+  const parsed = new URL(genuine)
+  const port = parsed.port
+  const withParam = (name: string, value: string): string => { const u = new URL(genuine); u.searchParams.set(name, value); return u.href }
+  const cases: Array<[string, string, number]> = [
+    ['tampered signature', withParam('X-Amz-Signature', 'f'.repeat(64)), 410],
+    ['edited expiry', withParam('X-Amz-Expires', '7200'), 410],
+    ['other access key id', withParam('X-Amz-Credential', parsed.searchParams.get('X-Amz-Credential')!.replace('AKIDTEST', 'AKIDOTHER')), 410],
+    ['other region in scope', withParam('X-Amz-Credential', parsed.searchParams.get('X-Amz-Credential')!.replace('us-east-1', 'eu-west-1')), 410],
+    ['signature of another key', genuine.replace('/org-1/a.txt', '/org-1/b.txt'), 410],
+    ['foreign host', genuine.replace('127.0.0.1', 'evil.example'), 403],
+    ['localhost alias', genuine.replace('127.0.0.1', 'localhost'), 403],
+    ['numeric IP alias', genuine.replace('127.0.0.1', '2130706433'), 403],
+    ['other port', genuine.replace(`:${port}`, `:${Number(port) + 1}`), 403],
+    ['https instead of http', genuine.replace('http://', 'https://'), 403],
+    ['userinfo', genuine.replace('http://', 'http://user:pass@'), 403],
+    ['other bucket', genuine.replace('/bucket/', '/other-bucket/'), 403],
+    ['dot segments', genuine.replace('/org-1/a.txt', '/org-1/../org-2/a.txt'), 403],
+    ['encoded dot segments', genuine.replace('/org-1/a.txt', '/org-1/%2e%2e/org-2/a.txt'), 403]
+  ]
+  for (const [name, url, status] of cases) {
+    const res = await app.inject({ method: 'GET', url: proxyPath(url), headers: auth })
+    t.equal(res.statusCode, status, name)
+  }
+  t.equal(upstream.requests.length, 0, 'no request ever left the process')
+})
+
+async function startRawUpstream (t: Test, onSocket: (socket: Socket) => void) {
+  let connections = 0
+  const server = createTcpServer(socket => {
+    connections++
+    socket.once('data', () => { onSocket(socket) })
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const close = async (): Promise<void> => { if (server.listening) await new Promise(resolve => server.close(resolve)) }
+  t.teardown(close)
+  return { endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, connections: () => connections, close }
+}
