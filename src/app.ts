@@ -14,7 +14,7 @@ import healthRoutes from '../routes/health.js'
 import { resolveFilesOptions, type FilesOptions } from './options.js'
 import { sharedSchemas } from './schemas.js'
 import { errorHandler } from './error-handler.js'
-import { logSerializers } from './log-redaction.js'
+import { logSerializers, redactUrl } from './log-redaction.js'
 
 async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promise<void> {
   const opts = resolveFilesOptions(options)
@@ -64,6 +64,12 @@ export async function buildApp ({ logger, trustProxy, ...files }: BuildAppOption
     requestIdHeader: 'x-request-id'
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.setErrorHandler(errorHandler)
+  // Fastify's default 404 logs and echoes the raw URL, query string included.
+  app.setNotFoundHandler(async (request, reply) => {
+    const message = `Route ${request.method}:${redactUrl(request.url)} not found`
+    request.log.info(message)
+    return await reply.code(404).send({ statusCode: 404, error: 'Not Found', message })
+  })
   await app.register(healthRoutes)
   await app.register(artosFiles, files)
   return app
