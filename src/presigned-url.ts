@@ -109,8 +109,10 @@ export function checkPresignedUrl (raw: unknown, origin: ObjectOrigin, org: stri
   if (match === null || !/^\d{1,6}$/.test(expiresText)) return invalid('presigned_url is not a SigV4 presigned URL')
   const [, y, mo, d, h, mi, s] = match
   const signedAt = new Date(Date.UTC(+y, +mo - 1, +d, +h, +mi, +s))
+  // Date.UTC rolls over out-of-range fields (second 60, day 32): insist on a real instant.
+  if (signedAt.toISOString().replace(/[-:]|\.\d{3}/g, '') !== amzDate) return invalid('presigned_url is not a SigV4 presigned URL')
   const expiresIn = Number(expiresText)
-  if (Number.isNaN(signedAt.getTime()) || expiresIn < 1 || expiresIn > 604800) return expired('Expired or invalid presigned URL')
+  if (expiresIn < 1 || expiresIn > 604800) return expired('Expired or invalid presigned URL')
   if (signedAt.getTime() - now > MAX_CLOCK_SKEW_MS) return expired('Expired or invalid presigned URL')
   if (now >= signedAt.getTime() + expiresIn * 1000) return expired('Expired or invalid presigned URL')
 
