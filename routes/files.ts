@@ -23,7 +23,10 @@ const filesRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         400: errorResponse('Authentication failed, or an invalid request body or key'),
         401: errorResponse('Missing or invalid Bearer token'),
         403: errorResponse('The key is outside the organization of the token'),
-        500: errorResponse('Failed to generate presigned URL')
+        413: errorResponse('Request body too large'),
+        415: errorResponse('Request body is not application/json'),
+        500: errorResponse('Failed to generate presigned URL'),
+        503: errorResponse('Token verification is temporarily unavailable (identity provider keys unreachable)')
       }
     }
   }, async (request, reply) => {

@@ -38,74 +38,104 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
   } as Agent.Options)
   fastify.addHook('onClose', async () => { await agent.close() })
 
-  fastify.route({
-    method: ['GET', 'HEAD'],
-    url: '/api/v1/proxy/file',
+  const errorResponses = {
+    400: errorResponse('Authentication failed'),
+    401: errorResponse('Missing or invalid Bearer token'),
+    403: errorResponse('Forbidden: only S3 URLs are allowed'),
+    404: errorResponse('File not found'),
+    410: errorResponse('Expired or invalid presigned URL'),
+    422: errorResponse('Missing or invalid `presigned_url` query parameter'),
+    500: errorResponse('Internal server error while proxying file'),
+    502: errorResponse('The storage upstream failed or answered garbage'),
+    503: errorResponse('Token verification is temporarily unavailable (identity provider keys unreachable)'),
+    504: errorResponse('The storage upstream timed out')
+  }
+  const binary = (description: string) => ({ description, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } })
+  const common = {
     // Fastify's schema errors are 400; the contract wants 422 for this parameter.
     attachValidation: true,
-    schema: {
-      operationId: 'proxyPresignedFile',
-      tags: ['Files'],
-      summary: 'Proxy Presigned File',
-      description: 'Stream a file via backend using a presigned S3 URL. Useful when clients cannot access S3 directly (for example, VPN-restricted browsers). The URL is validated to allow only S3 hosts.',
-      security: [{ bearerAuth: [] }],
-      querystring: ProxyFileQuery,
-      response: {
-        200: { description: 'File streamed successfully', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
-        206: { description: 'Partial content (a Range request)', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
-        304: { description: 'Not modified (a conditional request)' },
-        400: errorResponse('Authentication failed'),
-        401: errorResponse('Missing or invalid Bearer token'),
-        403: errorResponse('Forbidden: only S3 URLs are allowed'),
-        404: errorResponse('File not found'),
-        410: errorResponse('Expired or invalid presigned URL'),
-        416: errorResponse('Range not satisfiable'),
-        422: errorResponse('Missing or invalid `presigned_url` query parameter'),
-        500: errorResponse('Internal server error while proxying file'),
-        502: errorResponse('The storage upstream failed or answered garbage'),
-        504: errorResponse('The storage upstream timed out')
-      }
-    },
     // A body that fails before its first byte surfaces here instead of in the handler.
     errorHandler: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
       const fromUpstream = (error as { code?: string }).code?.startsWith('UND_ERR_') === true
       errorHandler(fromUpstream ? upstreamError(error, request) : error, request, reply)
-    },
-    handler: async (request, reply) => {
-      const query = request.query as Record<string, unknown>
-      if (request.validationError !== undefined) throw new InvalidPresignedUrlError('give exactly one presigned_url')
-      const verdict = checkPresignedUrl(query.presigned_url, fastify.s3.objectOrigin, request.organization, Date.now())
-      if (!verdict.ok) {
-        if (verdict.reason === 'invalid') throw new InvalidPresignedUrlError(verdict.message)
-        throw verdict.reason === 'forbidden' ? new ForbiddenUrlError() : new ExpiredUrlError()
-      }
-      const upstreamUrl = await fastify.s3.verifyPresignedGet(verdict.url)
-      if (upstreamUrl === undefined) throw new ExpiredUrlError()
-
-      const isHead = request.method === 'HEAD'
-      const headers: Record<string, string> = {}
-      for (const name of FORWARDED_REQUEST_HEADERS) {
-        const value = request.headers[name]
-        if (typeof value === 'string') headers[name] = value
-      }
-      if (isHead) {
-        // Our URLs are signed for GET. A one-byte range gets the headers (and the
-        // total size from Content-Range) without downloading the object.
-        headers.range = 'bytes=0-0'
-        delete headers['if-range']
-      }
-
-      const abort = new AbortController()
-      reply.raw.once('close', () => { if (!reply.raw.writableFinished) abort.abort() })
-      let upstream: Dispatcher.ResponseData
-      try {
-        upstream = await undiciRequest(upstreamUrl, { method: 'GET', headers, dispatcher: agent, signal: abort.signal })
-      } catch (err) {
-        throw upstreamError(err, request)
-      }
-      return await relay(upstream, verdict.url.key, isHead, reply)
     }
-  })
+  }
+  const description = 'Stream a file via backend using a presigned S3 URL. Useful when clients cannot access S3 directly (for example, VPN-restricted browsers). The URL is validated to allow only S3 hosts.'
+
+  const proxyFile = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+    const query = request.query as Record<string, unknown>
+    if (request.validationError !== undefined) throw new InvalidPresignedUrlError('give exactly one presigned_url')
+    const verdict = checkPresignedUrl(query.presigned_url, fastify.s3.objectOrigin, request.organization, Date.now())
+    if (!verdict.ok) {
+      if (verdict.reason === 'invalid') throw new InvalidPresignedUrlError(verdict.message)
+      throw verdict.reason === 'forbidden' ? new ForbiddenUrlError() : new ExpiredUrlError()
+    }
+    const upstreamUrl = await fastify.s3.verifyPresignedGet(verdict.url)
+    if (upstreamUrl === undefined) throw new ExpiredUrlError()
+
+    const isHead = request.method === 'HEAD'
+    const headers: Record<string, string> = {}
+    for (const name of FORWARDED_REQUEST_HEADERS) {
+      const value = request.headers[name]
+      if (typeof value === 'string') headers[name] = value
+    }
+    if (isHead) {
+      // Our URLs are signed for GET. A one-byte range gets the headers (and the
+      // total size from Content-Range) without downloading the object.
+      headers.range = 'bytes=0-0'
+      delete headers['if-range']
+    }
+
+    const abort = new AbortController()
+    reply.raw.once('close', () => { if (!reply.raw.writableFinished) abort.abort() })
+    let upstream: Dispatcher.ResponseData
+    try {
+      upstream = await undiciRequest(upstreamUrl, { method: 'GET', headers, dispatcher: agent, signal: abort.signal })
+    } catch (err) {
+      throw upstreamError(err, request)
+    }
+    return await relay(upstream, verdict.url.key, isHead, reply)
+  }
+
+  fastify.get('/api/v1/proxy/file', {
+    ...common,
+    // HEAD is its own operation below: it must not download the body.
+    exposeHeadRoute: false,
+    schema: {
+      operationId: 'proxyPresignedFile',
+      tags: ['Files'],
+      summary: 'Proxy Presigned File',
+      description,
+      security: [{ bearerAuth: [] }],
+      querystring: ProxyFileQuery,
+      response: {
+        200: binary('File streamed successfully'),
+        206: binary('Partial content (a Range request)'),
+        304: { type: 'null', description: 'Not modified (a conditional request)' },
+        ...errorResponses,
+        416: errorResponse('Range not satisfiable')
+      }
+    }
+  }, proxyFile)
+
+  fastify.head('/api/v1/proxy/file', {
+    ...common,
+    // Documented as an operation of its own; @fastify/swagger names it "proxyPresignedFile-head".
+    config: { swagger: { exposeHeadRoute: true } },
+    schema: {
+      operationId: 'proxyPresignedFile',
+      tags: ['Files'],
+      summary: 'Proxy Presigned File (headers only)',
+      description: 'The headers `GET /api/v1/proxy/file` would send (size, type, ETag, Last-Modified), without the body.',
+      security: [{ bearerAuth: [] }],
+      querystring: ProxyFileQuery,
+      response: {
+        200: { type: 'null', description: 'Headers of the file' },
+        304: { type: 'null', description: 'Not modified (a conditional request)' },
+        ...errorResponses
+      }
+    }
+  }, proxyFile)
 }
 
 async function relay (upstream: Dispatcher.ResponseData, key: string, isHead: boolean, reply: FastifyReply): Promise<FastifyReply> {

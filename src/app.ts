@@ -11,6 +11,7 @@ import s3Plugin from '../plugins/s3.js'
 import filesRoutes from '../routes/files.js'
 import proxyRoutes from '../routes/proxy.js'
 import healthRoutes from '../routes/health.js'
+import openapiPlugin from '../plugins/openapi.js'
 import { resolveFilesOptions, type FilesOptions } from './options.js'
 import { sharedSchemas } from './schemas.js'
 import { errorHandler } from './error-handler.js'
@@ -54,9 +55,11 @@ export interface BuildAppOptions extends FilesOptions {
   logger?: FastifyServerOptions['logger']
   /** Trust X-Forwarded-* from a proxy in front of us (see Fastify's trustProxy). */
   trustProxy?: FastifyServerOptions['trustProxy']
+  /** Serve the OpenAPI document and Swagger UI under /documentation (default true). */
+  docs?: boolean
 }
 
-export async function buildApp ({ logger, trustProxy, ...files }: BuildAppOptions): Promise<FastifyInstance> {
+export async function buildApp ({ logger, trustProxy, docs = true, ...files }: BuildAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: logger === undefined || logger === false ? false : { ...(typeof logger === 'object' ? logger : {}), serializers: logSerializers },
     trustProxy: trustProxy ?? false,
@@ -70,6 +73,8 @@ export async function buildApp ({ logger, trustProxy, ...files }: BuildAppOption
     request.log.info(message)
     return await reply.code(404).send({ statusCode: 404, error: 'Not Found', message })
   })
+  // Registered first so it sees every route added after it.
+  if (docs) await app.register(openapiPlugin)
   await app.register(healthRoutes)
   await app.register(artosFiles, files)
   return app
