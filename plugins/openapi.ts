@@ -45,6 +45,12 @@ async function openapiPlugin (fastify: FastifyInstance): Promise<void> {
   await fastify.register(fastifySwaggerUi, {
     routePrefix: DOCS_PREFIX,
     uiConfig: { persistAuthorization: false, tryItOutEnabled: false },
+    // "Try it out" should call the server that served the page (any host or
+    // port), so the served document offers it first, ahead of the contract's servers.
+    transformSpecification: (document) => ({
+      ...document,
+      servers: [{ url: '/', description: 'This server' }, ...(document.servers ?? [])]
+    }),
     // The docs pages themselves are public; every API route still needs a token.
     staticCSP: true
   })
