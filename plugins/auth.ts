@@ -97,18 +97,26 @@ export function algorithmForPublicKey (pem: string): 'RS256' | 'ES256' | 'ES384'
   throw new TypeError(`JWT public key must be RSA or EC P-256/P-384, got ${key.asymmetricKeyType ?? 'unknown'}`)
 }
 
+/**
+ * Our own @fastify/jwt lives in a namespace, so it coexists with a host's
+ * registration (no duplicate decorators, no shared verifier settings).
+ */
+const JWT_NAMESPACE = 'artosFiles'
+
 async function authPlugin (fastify: import('fastify').FastifyInstance, opts: AuthPluginOptions): Promise<void> {
+  let verifierName = 'jwtVerify'
   if (opts.jwt !== undefined) {
-    await fastify.register(fastifyJwt, jwtRegistrationOptions(opts.jwt))
+    await fastify.register(fastifyJwt, { ...jwtRegistrationOptions(opts.jwt), namespace: JWT_NAMESPACE })
+    verifierName = `${JWT_NAMESPACE}JwtVerify`
   } else if (!fastify.hasRequestDecorator('jwtVerify')) {
-    throw new Error('artos-files auth: no "jwt" option given and no @fastify/jwt registered by the host')
+    throw new Error('artos-files: "useHostJwt" is set but the host has not registered @fastify/jwt before this plugin')
   }
   const { orgClaim } = opts
 
   fastify.decorateRequest('organization', '')
   fastify.decorate('authenticate', async function authenticate (request: FastifyRequest, reply: FastifyReply) {
     try {
-      await request.jwtVerify()
+      await (request as unknown as Record<string, () => Promise<unknown>>)[verifierName]()
     } catch (err) {
       throw toAuthError(err, request, reply)
     }

@@ -11,6 +11,14 @@ import fastifySwaggerUi from '@fastify/swagger-ui'
 
 export const DOCS_PREFIX = '/documentation'
 
+/** The contract's security scheme; hosts embedding the plugin can add it to their own document. */
+export const bearerAuthScheme = {
+  type: 'http' as const,
+  scheme: 'bearer',
+  bearerFormat: 'JWT',
+  description: 'Bearer token authentication. Token provides organization-scoped access.'
+}
+
 async function openapiPlugin (fastify: FastifyInstance): Promise<void> {
   await fastify.register(fastifySwagger, {
     openapi: {
@@ -25,16 +33,7 @@ async function openapiPlugin (fastify: FastifyInstance): Promise<void> {
         { url: 'https://api.artosai.com', description: 'Production server' },
         { url: 'http://localhost:8000', description: 'Local development server' }
       ],
-      components: {
-        securitySchemes: {
-          bearerAuth: {
-            type: 'http',
-            scheme: 'bearer',
-            bearerFormat: 'JWT',
-            description: 'Bearer token authentication. Token provides organization-scoped access.'
-          }
-        }
-      },
+      components: { securitySchemes: { bearerAuth: bearerAuthScheme } },
       security: [{ bearerAuth: [] }]
     },
     // Shared schemas keep their $id as their component name, as in openapi-v1.json.

@@ -16,7 +16,6 @@ const filesRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       tags: ['Files'],
       summary: 'Generate Presigned URL',
       description: 'Generate a time-limited presigned S3 URL from an S3 object key. The returned URL expires after **1 hour** and can be used directly for download without an auth header.\n\nUse this endpoint when another API returns a raw S3 key. If your client cannot access S3 directly, pass the returned URL to `GET /api/v1/proxy/file` as the `presigned_url` query param.',
-      security: [{ bearerAuth: [] }],
       body: ref(GeneratePresignedUrlRequest),
       response: {
         200: { ...ref(GeneratePresignedUrlResponse), description: 'Presigned URL generated successfully' },

@@ -106,7 +106,6 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
       tags: ['Files'],
       summary: 'Proxy Presigned File',
       description,
-      security: [{ bearerAuth: [] }],
       querystring: ProxyFileQuery,
       response: {
         200: binary('File streamed successfully'),
@@ -127,7 +126,6 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
       tags: ['Files'],
       summary: 'Proxy Presigned File (headers only)',
       description: 'The headers `GET /api/v1/proxy/file` would send (size, type, ETag, Last-Modified), without the body.',
-      security: [{ bearerAuth: [] }],
       querystring: ProxyFileQuery,
       response: {
         200: { type: 'null', description: 'Headers of the file' },

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import S3rver from 's3rver'
 import { createSigner } from 'fast-jwt'
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
+import type { FilesOptions } from './options.js'
 
 export const DEV_BUCKET = 'artos-dev'
 export const DEV_ORG = 'demo-org'
@@ -70,4 +71,47 @@ export async function readDevJwtSecret (dataDir: string): Promise<string> {
 export function signDevToken (secret: string, org: string, { orgClaim = 'org_id', expiresInSeconds = 12 * 3600 } = {}): string {
   const sign = createSigner({ key: secret, algorithm: 'HS256', expiresIn: expiresInSeconds * 1000 })
   return sign({ sub: 'dev-user', [orgClaim]: org })
+}
+
+export interface DevEnvironment {
+  /** The options with the embedded S3 and/or dev secret filled in. */
+  files: FilesOptions
+  close: () => Promise<void>
+  /** The lines to print once the server listens: a token and a curl command. */
+  banner: (address: string) => string
+}
+
+/** Fills in what a development machine lacks: S3 (embedded s3rver) and/or a JWT secret. */
+export async function prepareDevEnvironment (files: Omit<FilesOptions, 'bucket'> & { bucket?: string }, dataDir: string): Promise<DevEnvironment> {
+  let embeddedS3: EmbeddedS3 | undefined
+  let devSecret: string | undefined
+  const prepared = { ...files }
+  if (prepared.bucket === undefined) {
+    embeddedS3 = await startEmbeddedS3(join(dataDir, 's3'), DEV_BUCKET)
+    Object.assign(prepared, { bucket: DEV_BUCKET, endpoint: embeddedS3.endpoint, forcePathStyle: true, credentials: EMBEDDED_S3_CREDENTIALS })
+  }
+  if (prepared.jwt === undefined) {
+    devSecret = await loadOrCreateDevJwtSecret(dataDir)
+    prepared.jwt = { secret: devSecret }
+  }
+  return {
+    files: prepared as FilesOptions,
+    close: async () => { await embeddedS3?.close() },
+    banner: (address) => {
+      const lines: string[] = []
+      if (embeddedS3 !== undefined) lines.push(`Embedded local S3 at ${embeddedS3.endpoint} (data in ${join(dataDir, 's3')}), bucket "${DEV_BUCKET}", demo object ${DEV_OBJECT_KEY}`)
+      if (devSecret !== undefined) {
+        const token = signDevToken(devSecret, DEV_ORG, { orgClaim: files.orgClaim })
+        lines.push(
+          `Dev token for organization "${DEV_ORG}" (valid 12 h; new ones: npm run token -- --org <org>):`,
+          token,
+          '',
+          'Try it:',
+          `curl -s -X POST ${address}/generate-presigned-url -H "Authorization: Bearer ${token}" -H 'Content-Type: application/json' -d '{"key":"${DEV_OBJECT_KEY}"}'`,
+          `Docs: ${address}/documentation`
+        )
+      }
+      return `\n${lines.join('\n')}\n`
+    }
+  }
 }

@@ -68,8 +68,11 @@ export function resolveFilesOptions (options: unknown): ResolvedFilesOptions {
   if (!validateOptions(options)) {
     const first = validateOptions.errors?.[0]
     const path = (first?.instancePath ?? '').slice(1).replaceAll('/', '.')
+    if (path === 'jwt' || path.startsWith('jwt.')) {
+      throw new TypeError('artos-files: invalid option "jwt": expected { secret } (32+ characters), { publicKey } (PEM) or { jwksUrl, issuer }, each with an optional audience')
+    }
     const missing = first?.params !== undefined && 'missingProperty' in first.params ? String(first.params.missingProperty) : undefined
-    const name = missing ?? (path === '' ? 'options' : path)
+    const name = [path, missing].filter(part => part !== undefined && part !== '').join('.') || 'options'
     throw new TypeError(`artos-files: invalid option "${name}": ${first?.message ?? 'invalid'}`)
   }
   const opts = options as FilesOptions

@@ -1,0 +1,30 @@
+/**
+ * artos-files: the Files API as Fastify 5 plugins.
+ *
+ *   import artosFiles from 'artos-files'
+ *   await app.register(artosFiles, { bucket, jwt: { secret }, prefix: '/files' })
+ */
+import { artosFiles } from './app.js'
+
+export default artosFiles
+export { artosFiles, buildApp, type BuildAppOptions } from './app.js'
+
+// The pieces, for hosts that compose their own.
+export { default as authPlugin, type AuthPluginOptions, type TokenClaims } from '../plugins/auth.js'
+export { default as s3Plugin, createFilesS3, encodeKeyPath, type FilesS3, type S3PluginOptions } from '../plugins/s3.js'
+export { default as filesRoutes } from '../routes/files.js'
+export { default as proxyRoutes, type ProxyRoutesOptions } from '../routes/proxy.js'
+export { default as openapiPlugin, bearerAuthScheme } from '../plugins/openapi.js'
+
+// Contract schemas and options.
+export * from './schemas.js'
+export {
+  FilesOptionsSchema, JwtOptions, ProxyOptions, DEFAULT_PROXY_OPTIONS, resolveFilesOptions,
+  type FilesOptions, type ResolvedFilesOptions
+} from './options.js'
+
+// The security decisions: which keys and URLs are allowed.
+export { checkKeyForOrg, checkKeySyntax, isSafeOrgId, MAX_KEY_BYTES, type KeyVerdict } from './object-key.js'
+export { checkPresignedUrl, objectOriginOf, type ObjectOrigin, type PresignedGet, type UrlVerdict } from './presigned-url.js'
+export { redactUrl } from './log-redaction.js'
+export * as errors from './errors.js'

@@ -1,0 +1,89 @@
+/**
+ * The plugin inside somebody else's Fastify server: under a prefix, next to
+ * the host's own routes, hooks, @fastify/jwt and @fastify/swagger.
+ */
+import t from 'tap'
+import Fastify from 'fastify'
+import fastifyJwt from '@fastify/jwt'
+import fastifySwagger from '@fastify/swagger'
+import artosFiles, { bearerAuthScheme } from '../src/index.js'
+import { startTestS3 } from './helpers/s3.js'
+import { orgToken, signToken, TEST_SECRET } from './helpers/tokens.js'
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+
+t.test('under a prefix, beside a host with its own @fastify/jwt, hooks and @fastify/swagger', async t => {
+  const s3 = await startTestS3(t)
+  await s3.put('org-1/a.txt', 'hello')
+  const host = Fastify()
+  t.teardown(async () => { await host.close() })
+  let hostHookCalls = 0
+  host.addHook('onRequest', async () => { hostHookCalls++ })
+  await host.register(fastifySwagger, { openapi: { info: { title: 'Host', version: '1.0.0' }, components: { securitySchemes: { bearerAuth: bearerAuthScheme } } } })
+  // The host's own JWT setup, with a different secret than ours.
+  await host.register(fastifyJwt, { secret: 'host-secret-host-secret-host-secret!' })
+  host.get('/me', async request => {
+    await request.jwtVerify()
+    return { user: request.user }
+  })
+  await host.register(artosFiles, {
+    prefix: '/files',
+    bucket: s3.bucket,
+    endpoint: s3.endpoint,
+    forcePathStyle: true,
+    region: s3.region,
+    credentials: s3.credentials,
+    jwt: { secret: TEST_SECRET }
+  })
+  await host.ready()
+
+  const presign = await host.inject({ method: 'POST', url: '/files/generate-presigned-url', headers: { authorization: `Bearer ${orgToken('org-1')}` }, payload: { key: 'org-1/a.txt' } })
+  t.equal(presign.statusCode, 200, 'our route under the prefix')
+  const { url } = presign.json()
+  const proxied = await host.inject({ method: 'GET', url: `/files/api/v1/proxy/file?presigned_url=${encodeURIComponent(url)}`, headers: { authorization: `Bearer ${orgToken('org-1')}` } })
+  t.equal(proxied.statusCode, 200)
+  t.equal(proxied.body, 'hello')
+  t.equal((await host.inject({ method: 'POST', url: '/generate-presigned-url', payload: { key: 'org-1/a.txt' } })).statusCode, 404, 'nothing outside the prefix')
+
+  const hostToken = host.jwt.sign({ sub: 'host-user' })
+  const me = await host.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${hostToken}` } })
+  t.equal(me.statusCode, 200, 'the host\'s JWT still works with its own secret')
+  t.equal(me.json().user.sub, 'host-user')
+  const crossed = await host.inject({ method: 'POST', url: '/files/generate-presigned-url', headers: { authorization: `Bearer ${host.jwt.sign({ org_id: 'org-1' })}` }, payload: { key: 'org-1/a.txt' } })
+  t.equal(crossed.statusCode, 401, 'a token for the host is not a token for us')
+  t.ok(hostHookCalls >= 5, 'host hooks run for our routes too')
+
+  const doc = host.swagger() as { paths: Record<string, Record<string, { operationId?: string }>> }
+  t.equal(doc.paths['/files/generate-presigned-url']?.post?.operationId, 'generatePresignedUrl', 'host document has our presign path, prefixed')
+  t.equal(doc.paths['/files/api/v1/proxy/file']?.get?.operationId, 'proxyPresignedFile', 'and the proxy path')
+  t.ok(doc.paths['/me'], 'and keeps its own')
+})
+
+t.test('useHostJwt reuses the host\'s @fastify/jwt and its tokens', async t => {
+  const s3 = await startTestS3(t)
+  const host = Fastify()
+  t.teardown(async () => { await host.close() })
+  await host.register(fastifyJwt, { secret: 'host-secret-host-secret-host-secret!' })
+  await host.register(artosFiles, {
+    bucket: s3.bucket, endpoint: s3.endpoint, forcePathStyle: true, credentials: s3.credentials, useHostJwt: true, orgClaim: 'tenant'
+  })
+  const ok = await host.inject({ method: 'POST', url: '/generate-presigned-url', headers: { authorization: `Bearer ${host.jwt.sign({ tenant: 'org-7' })}` }, payload: { key: 'org-7/x.pdf' } })
+  t.equal(ok.statusCode, 200)
+  const foreign = await host.inject({ method: 'POST', url: '/generate-presigned-url', headers: { authorization: `Bearer ${signToken({ tenant: 'org-7' })}` }, payload: { key: 'org-7/x.pdf' } })
+  t.equal(foreign.statusCode, 401)
+})
+
+t.test('bad options fail at register time with the option named', async t => {
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [{ jwt: { secret: TEST_SECRET } }, /invalid option "bucket"/],
+    [{ bucket: 'bucket', jwt: { secret: TEST_SECRET }, expiresIn: 8 * 24 * 3600 }, /invalid option "expiresIn"/],
+    [{ bucket: 'bucket', jwt: { jwksUrl: 'https://idp.example/jwks.json' } }, /invalid option "jwt/],
+    [{ bucket: 'bucket' }, /option "jwt" is required/],
+    [{ bucket: 'bucket', useHostJwt: true }, /host has not registered @fastify\/jwt/]
+  ]
+  for (const [options, message] of cases) {
+    const host = Fastify()
+    await t.rejects((async () => { await host.register(artosFiles, options as never).ready() })(), message, JSON.stringify(options))
+    await host.close()
+  }
+})
