@@ -9,8 +9,14 @@ import { ForbiddenKeyError, InvalidKeyError, PresignFailedError } from '../src/e
 
 const errorResponse = (description: string) => ({ ...ref(ErrorResponse), description })
 
-const filesRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
+export interface FilesRoutesOptions {
+  /** Presign requests per organization per minute (needs plugins/rate-limit.ts registered). */
+  perMinute?: number
+}
+
+const filesRoutes: FastifyPluginAsyncTypebox<FilesRoutesOptions> = async (fastify, opts) => {
   fastify.post('/generate-presigned-url', {
+    config: opts.perMinute === undefined ? {} : { rateLimit: { max: opts.perMinute, timeWindow: '1 minute' } },
     schema: {
       operationId: 'generatePresignedUrl',
       tags: ['Files'],
@@ -24,6 +30,7 @@ const filesRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         403: errorResponse('The key is outside the organization of the token'),
         413: errorResponse('Request body too large'),
         415: errorResponse('Request body is not application/json'),
+        429: errorResponse('Rate limit of the organization exceeded; see Retry-After'),
         500: errorResponse('Failed to generate presigned URL'),
         503: errorResponse('Token verification is temporarily unavailable (identity provider keys unreachable)')
       }

@@ -1,11 +1,32 @@
-/** Liveness, without authentication, for load balancers and orchestrators. */
+/**
+ * Liveness and readiness, without authentication, for load balancers and
+ * orchestrators. Registered inside the Files API plugin (healthRoutes option)
+ * so readiness can ask the S3 plugin whether it could sign right now.
+ */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { HealthResponse } from '../src/schemas.js'
+
+/** A readiness probe must answer quickly even when the credential source hangs. */
+const READINESS_TIMEOUT_MS = 2_000
 
 const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/health', {
     schema: { hide: true, response: { 200: HealthResponse } }
   }, async () => ({ status: 'ok' as const }))
+
+  fastify.get('/ready', { schema: { hide: true } }, async (request, reply) => {
+    try {
+      // Resolving credentials that outlast a new URL is exactly what presigning needs.
+      await Promise.race([
+        fastify.s3.credentials(),
+        new Promise((_resolve, reject) => setTimeout(() => { reject(new Error('credential resolution timed out')) }, READINESS_TIMEOUT_MS).unref())
+      ])
+      return { status: 'ok' }
+    } catch (err) {
+      request.log.warn({ err }, 'not ready: credentials cannot be resolved')
+      return await reply.code(503).header('retry-after', '5').send({ statusCode: 503, error: 'Service Unavailable', message: 'Not ready: storage credentials cannot be resolved' })
+    }
+  })
 }
 
 export default healthRoutes

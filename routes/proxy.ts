@@ -12,12 +12,14 @@ import { checkPresignedUrl } from '../src/presigned-url.js'
 import { contentDisposition } from '../src/content-disposition.js'
 import { errorHandler } from '../src/error-handler.js'
 import {
-  ExpiredUrlError, FileNotFoundError, ForbiddenUrlError, InvalidPresignedUrlError, RangeNotSatisfiableError, UpstreamFailedError, UpstreamTimeoutError
+  ExpiredUrlError, FileNotFoundError, ForbiddenUrlError, InvalidPresignedUrlError, RangeNotSatisfiableError, TooBusyError, UpstreamFailedError, UpstreamTimeoutError
 } from '../src/errors.js'
 import type { ProxyOptions } from '../src/options.js'
 
 export interface ProxyRoutesOptions {
   proxy: Required<ProxyOptions>
+  /** Proxy requests per organization per minute (needs plugins/rate-limit.ts registered). */
+  perMinute?: number
 }
 
 /** Client headers that S3 understands for a GET and that carry no credentials. */
@@ -37,6 +39,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
     maxRedirections: 0
   } as Agent.Options)
   fastify.addHook('onClose', async () => { await agent.close() })
+  let activeDownloads = 0
 
   const errorResponses = {
     400: errorResponse('Authentication failed'),
@@ -45,13 +48,15 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
     404: errorResponse('File not found'),
     410: errorResponse('Expired or invalid presigned URL'),
     422: errorResponse('Missing or invalid `presigned_url` query parameter'),
+    429: errorResponse('Rate limit of the organization exceeded; see Retry-After'),
     500: errorResponse('Internal server error while proxying file'),
     502: errorResponse('The storage upstream failed or answered garbage'),
-    503: errorResponse('Token verification is temporarily unavailable (identity provider keys unreachable)'),
+    503: errorResponse('Too many downloads in progress, or token verification temporarily unavailable; see Retry-After'),
     504: errorResponse('The storage upstream timed out')
   }
   const binary = (description: string) => ({ description, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } })
   const common = {
+    config: opts.perMinute === undefined ? {} : { rateLimit: { max: opts.perMinute, timeWindow: '1 minute' } },
     // Fastify's schema errors are 400; the contract wants 422 for this parameter.
     attachValidation: true,
     // A body that fails before its first byte surfaces here instead of in the handler.
@@ -86,8 +91,16 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
       delete headers['if-range']
     }
 
+    if (activeDownloads >= opts.proxy.maxConcurrentDownloads) {
+      void reply.header('retry-after', '1')
+      throw new TooBusyError()
+    }
+    activeDownloads++
     const abort = new AbortController()
-    reply.raw.once('close', () => { if (!reply.raw.writableFinished) abort.abort() })
+    reply.raw.once('close', () => {
+      activeDownloads--
+      if (!reply.raw.writableFinished) abort.abort()
+    })
     let upstream: Dispatcher.ResponseData
     try {
       upstream = await undiciRequest(upstreamUrl, { method: 'GET', headers, dispatcher: agent, signal: abort.signal })
@@ -120,7 +133,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
   fastify.head('/api/v1/proxy/file', {
     ...common,
     // Documented as an operation of its own; @fastify/swagger names it "proxyPresignedFile-head".
-    config: { swagger: { exposeHeadRoute: true } },
+    config: { ...common.config, swagger: { exposeHeadRoute: true } },
     schema: {
       operationId: 'proxyPresignedFile',
       tags: ['Files'],

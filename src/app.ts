@@ -2,7 +2,11 @@
  * The Files API as a plugin (`filesApi`), and `buildApp`, which wraps it in a
  * standalone Fastify instance the way src/server.ts and the tests use it.
  */
+import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import fastifyHelmet from '@fastify/helmet'
+import fastifyCors from '@fastify/cors'
+import fastifyUnderPressure from '@fastify/under-pressure'
 import fp from 'fastify-plugin'
 import { Ajv } from 'ajv'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
@@ -11,10 +15,12 @@ import s3Plugin from '../plugins/s3.js'
 import filesRoutes from '../routes/files.js'
 import proxyRoutes from '../routes/proxy.js'
 import healthRoutes from '../routes/health.js'
+import rateLimitPlugin from '../plugins/rate-limit.js'
 import openapiPlugin from '../plugins/openapi.js'
 import { resolveFilesOptions, type FilesOptions } from './options.js'
 import { sharedSchemas } from './schemas.js'
 import { errorHandler } from './error-handler.js'
+import { OverloadedError } from './errors.js'
 import { logSerializers, redactUrl } from './log-redaction.js'
 
 async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promise<void> {
@@ -40,11 +46,14 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
     s3Client: opts.s3Client,
     expiresIn: opts.expiresIn
   })
+  if (opts.healthRoutes === true) await fastify.register(healthRoutes)
   // Every route of the Files API requires a verified token.
   await fastify.register(async function authenticatedRoutes (group) {
     group.addHook('onRequest', group.authenticate)
-    await group.register(filesRoutes)
-    await group.register(proxyRoutes, { proxy: opts.proxy })
+    const limits = opts.rateLimit
+    if (limits !== false) await group.register(rateLimitPlugin, { redisUrl: limits.redisUrl })
+    await group.register(filesRoutes, { perMinute: limits === false ? undefined : limits.presignPerMinute })
+    await group.register(proxyRoutes, { proxy: opts.proxy, perMinute: limits === false ? undefined : limits.proxyPerMinute })
   })
 }
 
@@ -57,25 +66,58 @@ export interface BuildAppOptions extends FilesOptions {
   trustProxy?: FastifyServerOptions['trustProxy']
   /** Serve the OpenAPI document and Swagger UI under /documentation (default true). */
   docs?: boolean
+  /** Exact origins allowed to call the API from browsers (CORS); none by default. */
+  corsOrigins?: string[]
+  /** Shed load (503 + Retry-After) when the event loop lags more than this (default 1000 ms). */
+  maxEventLoopDelayMs?: number
 }
 
-export async function buildApp ({ logger, trustProxy, docs = true, ...files }: BuildAppOptions): Promise<FastifyInstance> {
+/** Incoming request ids are kept only when they are short and plain, so they are safe to log and echo. */
+const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+export async function buildApp ({ logger, trustProxy, docs = true, corsOrigins = [], maxEventLoopDelayMs = 1000, ...files }: BuildAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: logger === undefined || logger === false ? false : { ...(typeof logger === 'object' ? logger : {}), serializers: logSerializers },
     trustProxy: trustProxy ?? false,
-    // Request ids from a trusted edge are kept so log lines can be joined across services.
-    requestIdHeader: 'x-request-id'
+    // Request ids from the edge are kept (and echoed) so log lines join across services.
+    requestIdHeader: false,
+    genReqId: request => {
+      const incoming = request.headers['x-request-id']
+      return typeof incoming === 'string' && SAFE_REQUEST_ID.test(incoming) ? incoming : randomUUID()
+    }
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.setErrorHandler(errorHandler)
+  app.addHook('onRequest', async (request, reply) => { void reply.header('x-request-id', request.id) })
   // Fastify's default 404 logs and echoes the raw URL, query string included.
   app.setNotFoundHandler(async (request, reply) => {
     const message = `Route ${request.method}:${redactUrl(request.url)} not found`
     request.log.info(message)
     return await reply.code(404).send({ statusCode: 404, error: 'Not Found', message })
   })
-  // Registered first so it sees every route added after it.
+
+  await app.register(fastifyUnderPressure, {
+    maxEventLoopDelay: maxEventLoopDelayMs,
+    maxEventLoopUtilization: 0.98,
+    retryAfter: 5,
+    customError: OverloadedError
+  })
+  // An API's headers: nothing here is meant to be rendered or framed. Swagger UI
+  // sets its own, looser policy on its pages (staticCSP in plugins/openapi.ts).
+  await app.register(fastifyHelmet, {
+    contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"] } }
+  })
+  // Exact origins only; bearer tokens travel in a header, so no credentials mode.
+  await app.register(fastifyCors, {
+    origin: corsOrigins.length === 0 ? false : corsOrigins,
+    credentials: false,
+    methods: ['GET', 'HEAD', 'POST'],
+    allowedHeaders: ['Authorization', 'Content-Type', 'Range', 'If-None-Match', 'If-Modified-Since', 'If-Range', 'X-Request-Id'],
+    exposedHeaders: ['Content-Disposition', 'Content-Length', 'Content-Range', 'ETag', 'Last-Modified', 'Accept-Ranges', 'Retry-After', 'X-Request-Id', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset'],
+    maxAge: 600
+  })
+
+  // Registered before the API so it sees every route added after it.
   if (docs) await app.register(openapiPlugin)
-  await app.register(healthRoutes)
-  await app.register(artosFiles, files)
+  await app.register(artosFiles, { healthRoutes: true, ...files })
   return app
 }

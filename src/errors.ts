@@ -22,3 +22,6 @@ export const FileNotFoundError = createError('ARTOS_FILE_NOT_FOUND', 'File not f
 export const UpstreamFailedError = createError('ARTOS_UPSTREAM_FAILED', 'Storage upstream failed', 502)
 export const UpstreamTimeoutError = createError('ARTOS_UPSTREAM_TIMEOUT', 'Storage upstream timed out', 504)
 export const RangeNotSatisfiableError = createError('ARTOS_RANGE_NOT_SATISFIABLE', 'Range not satisfiable', 416)
+export const RateLimitedError = createError<[string]>('ARTOS_RATE_LIMITED', 'Too many requests for this organization; retry in %s', 429)
+export const TooBusyError = createError('ARTOS_TOO_BUSY', 'Too many downloads in progress; retry shortly', 503)
+export const OverloadedError = createError('ARTOS_OVERLOADED', 'Service is overloaded; retry later', 503)

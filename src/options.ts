@@ -29,11 +29,24 @@ export const ProxyOptions = Type.Object({
   /** Until S3 sends response headers. */
   headersTimeoutMs: Type.Optional(Milliseconds),
   /** Longest silence between two body chunks. */
-  idleTimeoutMs: Type.Optional(Milliseconds)
+  idleTimeoutMs: Type.Optional(Milliseconds),
+  /** Downloads streamed at once by this instance; more get 503 + Retry-After. */
+  maxConcurrentDownloads: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 }))
 }, { additionalProperties: false })
 export type ProxyOptions = Static<typeof ProxyOptions>
 
-export const DEFAULT_PROXY_OPTIONS: Required<ProxyOptions> = { connectTimeoutMs: 5_000, headersTimeoutMs: 15_000, idleTimeoutMs: 30_000 }
+export const DEFAULT_PROXY_OPTIONS: Required<ProxyOptions> = { connectTimeoutMs: 5_000, headersTimeoutMs: 15_000, idleTimeoutMs: 30_000, maxConcurrentDownloads: 256 }
+
+/** Per-organization request limits (per minute), shared through Redis when `redisUrl` is set. */
+export const RateLimitOptions = Type.Object({
+  presignPerMinute: Type.Optional(Type.Integer({ minimum: 1 })),
+  proxyPerMinute: Type.Optional(Type.Integer({ minimum: 1 })),
+  /** redis:// or rediss:// URL; counters are then shared by every instance. */
+  redisUrl: Type.Optional(Type.String({ pattern: '^rediss?://' }))
+}, { additionalProperties: false })
+export type RateLimitOptions = Static<typeof RateLimitOptions>
+
+export const DEFAULT_RATE_LIMITS = { presignPerMinute: 1200, proxyPerMinute: 300 }
 
 export const FilesOptionsSchema = Type.Object({
   bucket: Type.String({ minLength: 3, maxLength: 63 }),
@@ -48,6 +61,10 @@ export const FilesOptionsSchema = Type.Object({
   orgClaim: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
   expiresIn: Type.Optional(Type.Integer({ minimum: MIN_EXPIRES_IN, maximum: MAX_EXPIRES_IN })),
   proxy: Type.Optional(ProxyOptions),
+  /** Per-organization limits; `false` turns them off (e.g. when the host limits already). */
+  rateLimit: Type.Optional(Type.Union([RateLimitOptions, Type.Literal(false)])),
+  /** Also serve GET /health (liveness) and GET /ready (readiness) without authentication. */
+  healthRoutes: Type.Optional(Type.Boolean()),
   prefix: Type.Optional(Type.String())
 })
 export type FilesOptions = Static<typeof FilesOptionsSchema>
@@ -60,6 +77,7 @@ export interface ResolvedFilesOptions extends FilesOptions {
   orgClaim: string
   expiresIn: number
   proxy: Required<ProxyOptions>
+  rateLimit: false | (Required<Omit<RateLimitOptions, 'redisUrl'>> & Pick<RateLimitOptions, 'redisUrl'>)
 }
 
 /** Validates at register time and names the offending option, so a host sees its mistake at boot. */
@@ -89,7 +107,8 @@ export function resolveFilesOptions (options: unknown): ResolvedFilesOptions {
     region: opts.region ?? 'us-east-1',
     orgClaim: opts.orgClaim ?? 'org_id',
     expiresIn: opts.expiresIn ?? 3600,
-    proxy: { ...DEFAULT_PROXY_OPTIONS, ...opts.proxy }
+    proxy: { ...DEFAULT_PROXY_OPTIONS, ...opts.proxy },
+    rateLimit: opts.rateLimit === false ? false : { ...DEFAULT_RATE_LIMITS, ...opts.rateLimit }
   }
 }
 
