@@ -88,7 +88,9 @@ if (pin) {
   try {
     // -a: every thread of this process; threads created later (libuv pool) inherit it.
     execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' })
-    pinning = 'yes (server child: CPU 0; client + in-process S3: CPU 1)'
+    pinning = externalS3Configured()
+      ? 'yes (server child: CPU 0; client: CPU 1; the external S3 is not pinned)'
+      : 'yes (server child: CPU 0; client + in-process s3rver: CPU 1)'
   } catch (err) {
     pinning = `no (taskset failed: ${String(err)})`
   }
@@ -108,6 +110,17 @@ function cpuSeconds (pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK // utime, stime (fields 14, 15)
+}
+/** Minor page faults of a process so far (fresh pages faulted in, e.g. after the heap was trimmed). */
+function minorFaults (pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]) // minflt (field 10)
+}
+/** CPU seconds all CPUs spent busy since boot (/proc/stat), for spotting other load on the host. */
+function hostBusySeconds (): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number)
+  const [user, nice, system, , , irq, softirq, steal] = f
+  return (user + nice + system + irq + softirq + steal) / CLK_TCK
 }
 /** Resets VmHWM (peak RSS) of a process; false when the kernel does not allow it. */
 function resetPeak (pid: number): boolean {
@@ -311,12 +324,15 @@ async function main (): Promise<void> {
   // This process's CPU (client, plus s3rver when in-process) per GiB, direct vs proxied.
   const clientCpu = { direct: 0, proxy: 0 }
   const ownCpu = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6 }
+  let proxyFaults = 0
   const runProxy = async (i: number): Promise<void> => {
     const c0 = cpuSeconds(child.pid)
+    const f0 = minorFaults(child.pid)
     const o0 = ownCpu()
     const d = await proxied(`run ${i + 1}`)
     clientCpu.proxy += ownCpu() - o0
     proxyCpu += cpuSeconds(child.pid) - c0
+    proxyFaults += minorFaults(child.pid) - f0
     proxyBytes += d.bytes
     proxyRuns.push(mibps(d))
   }
@@ -325,10 +341,14 @@ async function main (): Promise<void> {
     directRuns.push(mibps(await direct(`run ${i + 1}`)))
     clientCpu.direct += ownCpu() - o0
   }
+  const foreign0 = hostBusySeconds() - cpuSeconds(child.pid) - ownCpu()
+  const throughputStart = performance.now()
   for (let i = 0; i < repeats; i++) {
     if (i % 2 === 0) { await runDirect(i); await runProxy(i) } else { await runProxy(i); await runDirect(i) }
     log(`run ${i + 1}/${repeats}: direct ${fmt(directRuns[i])} MiB/s, proxy ${fmt(proxyRuns[i])} MiB/s`)
   }
+  const foreignCpu = hostBusySeconds() - cpuSeconds(child.pid) - ownCpu() - foreign0
+  const throughputSeconds = (performance.now() - throughputStart) / 1000
   const directMedian = median(directRuns)
   const proxyMedian = median(proxyRuns)
   const ratio = proxyMedian / directMedian
@@ -346,7 +366,8 @@ async function main (): Promise<void> {
   await runTeardowns()
 
   const argv = process.argv.slice(2).join(' ')
-  const command = `npx tsx bench/proxy-throughput.ts${argv === '' ? '' : ' ' + argv}`
+  const mallocEnv = Object.entries(process.env).filter(([k]) => k.startsWith('MALLOC_')).map(([k, v]) => `${k}=${String(v)} `).join('')
+  const command = `${mallocEnv}npx tsx bench/proxy-throughput.ts${argv === '' ? '' : ' ' + argv}`
   const mark = (ok: boolean): string => ok ? 'PASS' : 'MISS'
   const rows: Array<[string, string]> = [
     ['Object size', fmtMiB(size)],
@@ -355,6 +376,7 @@ async function main (): Promise<void> {
     ['Proxy MiB/s (median)', `${fmt(proxyMedian)} (runs: ${proxyRuns.map(x => fmt(x)).join(', ')})`],
     ['Ratio proxy/direct (goal ≥ 0.9)', `${fmt(ratio, 3)} ${mark(ratio >= 0.9)}`],
     ['Server CPU per GiB proxied', `${fmt(proxyCpu / (proxyBytes / 1024 / MiB), 2)} s (throughput runs)`],
+    ['Server minor page faults per GiB proxied', `${Math.round(proxyFaults / (proxyBytes / 1024 / MiB))} (262144 = one fresh 4 KiB page per 4 KiB relayed)`],
     [`Load-generator CPU per GiB${externalS3Configured() ? '' : ' (incl. s3rver)'}`, `direct ${fmt(clientCpu.direct / (repeats * size / 1024 / MiB), 2)} s, proxy ${fmt(clientCpu.proxy / (repeats * size / 1024 / MiB), 2)} s`],
     [`RSS phase (${rssDownloads} × object, concurrency ${rssConcurrency})`, `${fmt(rssBytes / 1024 / MiB, 2)} GiB in ${fmt(rssSeconds)} s = ${fmt(rssBytes / MiB / rssSeconds)} MiB/s, server CPU ${fmt(rssCpu, 2)} s`],
     ['Server RSS start (after warm-up)', fmtMiB(rssStart)],
@@ -362,7 +384,8 @@ async function main (): Promise<void> {
     ['Server RSS growth (goal < 64 MiB)', `${fmtMiB(rssGrowth)} ${mark(rssGrowth < 64 * MiB)}`],
     ['CPU pinning', pinning],
     ['Node', `${process.version}, ${CPUS} CPUs`],
-    ['Host load (1-min loadavg, start → end)', `${fmt(loadStart, 2)} → ${fmt(loadavg()[0], 2)} (this run alone adds ~2; more means other work competed)`],
+    [`Other processes' CPU during throughput runs${externalS3Configured() ? ' (incl. the external S3)' : ''}`, `${fmt(100 * Math.max(0, foreignCpu) / throughputSeconds, 0)}% of one CPU`],
+    ['Host load (1-min loadavg, start → end)', `${fmt(loadStart, 2)} → ${fmt(loadavg()[0], 2)}`],
     ['Wall time', `${fmt((performance.now() - wallStart) / 1000)} s`],
     ['Command', `\`${externalS3Configured() ? '(S3_TEST_* exported) ' : ''}AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true ${command}\``]
   ]

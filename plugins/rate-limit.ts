@@ -19,8 +19,17 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
   if (opts.redisUrl !== undefined) {
     // Fail fast rather than queue: a slow Redis must not stall requests.
     redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 1, connectTimeout: 2_000, commandTimeout: 1_000, enableOfflineQueue: false, lazyConnect: true })
-    await redis.connect()
-    fastify.addHook('onClose', async () => { await redis?.quit() })
+    try {
+      await redis.connect()
+    } catch (err) {
+      redis.disconnect() // stop ioredis from retrying in the background
+      throw new Error(`artos-files: cannot reach Redis for rate limits: ${(err as Error).message}`)
+    }
+    fastify.addHook('onClose', async () => {
+      // quit() waits for pending replies; a lost connection can only be dropped.
+      if (redis?.status === 'ready') await redis.quit().catch(() => { redis?.disconnect() })
+      else redis?.disconnect()
+    })
   }
   await fastify.register(fastifyRateLimit, {
     global: false,

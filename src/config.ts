@@ -25,7 +25,14 @@ export const EnvSchema = Type.Object({
   JWT_ISSUER: Type.Optional(Type.String({ minLength: 1 })),
   JWT_AUDIENCE: Type.Optional(Type.String({ minLength: 1 })),
   JWT_ORG_CLAIM: Type.String({ minLength: 1, default: 'org_id' }),
-  DATA_DIR: Type.String({ default: '.data' })
+  DATA_DIR: Type.String({ default: '.data' }),
+  CORS_ORIGINS: Type.Optional(Type.String()),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  RATE_LIMIT_PRESIGN_PER_MIN: Type.Integer({ minimum: 1, default: 1200 }),
+  RATE_LIMIT_PROXY_PER_MIN: Type.Integer({ minimum: 1, default: 300 }),
+  PROXY_MAX_CONCURRENT_DOWNLOADS: Type.Integer({ minimum: 1, default: 256 }),
+  MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 10, default: 1000 }),
+  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 30000 })
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -43,6 +50,9 @@ export interface Config {
   logLevel: Env['LOG_LEVEL']
   trustProxy: boolean
   dataDir: string
+  corsOrigins: string[]
+  maxEventLoopDelayMs: number
+  shutdownGraceMs: number
   /** Files API options; `bucket`/`jwt` are absent when the dev environment must supply them. */
   files: Omit<FilesOptions, 'bucket'> & { bucket?: string }
 }
@@ -77,6 +87,9 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     logLevel: parsed.LOG_LEVEL,
     trustProxy: parsed.TRUST_PROXY,
     dataDir: parsed.DATA_DIR,
+    corsOrigins: corsOriginsFrom(parsed.CORS_ORIGINS),
+    maxEventLoopDelayMs: parsed.MAX_EVENT_LOOP_DELAY_MS,
+    shutdownGraceMs: parsed.SHUTDOWN_GRACE_MS,
     files: {
       bucket: parsed.S3_BUCKET,
       region: parsed.S3_REGION ?? parsed.AWS_REGION ?? 'us-east-1',
@@ -84,7 +97,13 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
       forcePathStyle: parsed.S3_FORCE_PATH_STYLE,
       jwt,
       orgClaim: parsed.JWT_ORG_CLAIM,
-      expiresIn: parsed.PRESIGN_EXPIRES_IN
+      expiresIn: parsed.PRESIGN_EXPIRES_IN,
+      rateLimit: {
+        presignPerMinute: parsed.RATE_LIMIT_PRESIGN_PER_MIN,
+        proxyPerMinute: parsed.RATE_LIMIT_PROXY_PER_MIN,
+        ...(parsed.REDIS_URL === undefined ? {} : { redisUrl: parsed.REDIS_URL })
+      },
+      proxy: { maxConcurrentDownloads: parsed.PROXY_MAX_CONCURRENT_DOWNLOADS }
     }
   }
 }
@@ -102,4 +121,17 @@ function jwtOptionsFrom (env: Env): JwtOptions | undefined {
     return { jwksUrl: env.JWT_JWKS_URL, issuer: env.JWT_ISSUER, ...audience }
   }
   return undefined
+}
+
+/** Comma-separated exact origins ("https://app.artosai.com"); no wildcards, no "null". */
+function corsOriginsFrom (value: string | undefined): string[] {
+  if (value === undefined) return []
+  return value.split(',').map(origin => origin.trim()).filter(origin => origin !== '').map(origin => {
+    let parsed: URL | undefined
+    try { parsed = new URL(origin) } catch {}
+    if (parsed === undefined || parsed.origin !== origin || !/^https?:$/.test(parsed.protocol)) {
+      throw new ConfigError(`CORS_ORIGINS: "${origin}" is not an exact origin such as https://app.example.com (no path, wildcard or trailing slash)`)
+    }
+    return origin
+  })
 }

@@ -9,9 +9,6 @@ import { buildApp } from './app.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import type { FilesOptions } from './options.js'
 
-/** In-flight requests get this long to finish after SIGTERM/SIGINT. */
-const SHUTDOWN_GRACE_MS = 10_000
-
 async function main (): Promise<void> {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
   let config: Config
@@ -30,9 +27,16 @@ async function main (): Promise<void> {
   const dev = needsDev ? await (await import('./dev-environment.js')).prepareDevEnvironment(config.files, resolve(config.dataDir)) : undefined
   const files = dev?.files ?? config.files as FilesOptions
 
-  const app = await buildApp({ ...files, logger: { level: config.logLevel }, trustProxy: config.trustProxy })
+  const app = await buildApp({
+    ...files,
+    logger: { level: config.logLevel },
+    trustProxy: config.trustProxy,
+    corsOrigins: config.corsOrigins,
+    maxEventLoopDelayMs: config.maxEventLoopDelayMs
+  })
 
-  closeWithGrace({ delay: SHUTDOWN_GRACE_MS }, async ({ signal, err }) => {
+  // In-flight downloads get SHUTDOWN_GRACE_MS to finish; a second signal exits at once.
+  closeWithGrace({ delay: config.shutdownGraceMs }, async ({ signal, err }) => {
     if (err !== undefined) app.log.error({ err }, 'shutting down after an unexpected error')
     else app.log.info({ signal }, 'shutting down')
     await app.close()
