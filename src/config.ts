@@ -129,7 +129,8 @@ function corsOriginsFrom (value: string | undefined): string[] {
   return value.split(',').map(origin => origin.trim()).filter(origin => origin !== '').map(origin => {
     let parsed: URL | undefined
     try { parsed = new URL(origin) } catch {}
-    if (parsed === undefined || parsed.origin !== origin || !/^https?:$/.test(parsed.protocol)) {
+    const plainHost = parsed !== undefined && /^([a-z0-9-]+\.)*[a-z0-9-]+$|^\[[0-9a-f:.]+\]$/.test(parsed.hostname)
+    if (parsed === undefined || !plainHost || parsed.origin !== origin || !/^https?:$/.test(parsed.protocol)) {
       throw new ConfigError(`CORS_ORIGINS: "${origin}" is not an exact origin such as https://app.example.com (no path, wildcard or trailing slash)`)
     }
     return origin

@@ -74,3 +74,24 @@ t.test('plugin options are validated at register time, naming the bad option', a
   t.equal(resolved.orgClaim, 'org_id')
   t.equal(resolved.region, 'us-east-1')
 })
+
+t.test('hardening settings: CORS origins are exact, limits and Redis are passed on', async t => {
+  const config = loadConfig({
+    CORS_ORIGINS: 'https://app.artosai.com, http://localhost:3000',
+    REDIS_URL: 'redis://127.0.0.1:6379',
+    RATE_LIMIT_PRESIGN_PER_MIN: '10',
+    RATE_LIMIT_PROXY_PER_MIN: '5',
+    PROXY_MAX_CONCURRENT_DOWNLOADS: '7',
+    SHUTDOWN_GRACE_MS: '1000'
+  })
+  t.same(config.corsOrigins, ['https://app.artosai.com', 'http://localhost:3000'])
+  t.same(config.files.rateLimit, { presignPerMinute: 10, proxyPerMinute: 5, redisUrl: 'redis://127.0.0.1:6379' })
+  t.same(config.files.proxy, { maxConcurrentDownloads: 7 })
+  t.equal(config.shutdownGraceMs, 1000)
+  t.same(loadConfig({}).corsOrigins, [], 'no origins by default')
+  for (const bad of ['*', 'null', 'https://app.artosai.com/', 'https://*.artosai.com', 'app.artosai.com', 'ftp://x.example']) {
+    t.throws(() => loadConfig({ CORS_ORIGINS: bad }), /CORS_ORIGINS/, `refused: ${bad}`)
+  }
+  t.throws(() => loadConfig({ REDIS_URL: 'http://redis:6379' }), /REDIS_URL/)
+  t.throws(() => loadConfig({ RATE_LIMIT_PRESIGN_PER_MIN: '0' }), /RATE_LIMIT_PRESIGN_PER_MIN/)
+})
