@@ -154,7 +154,7 @@ async function relay (upstream: Dispatcher.ResponseData, key: string, isHead: bo
   const ok = statusCode === 200 || statusCode === 206 || statusCode === 304 || (isHead && statusCode === 416)
   if (!ok) {
     // Never relay S3's error XML: it names our key id and string-to-sign.
-    upstream.body.destroy()
+    discard(upstream)
     if (statusCode === 403) throw new ExpiredUrlError()
     if (statusCode === 404) throw new FileNotFoundError()
     if (statusCode === 416) {
@@ -176,14 +176,14 @@ async function relay (upstream: Dispatcher.ResponseData, key: string, isHead: bo
     .header('content-disposition', contentDisposition(key))
 
   if (statusCode === 304) {
-    upstream.body.destroy()
+    discard(upstream)
     reply.removeHeader('content-length')
     return await reply.code(304).send()
   }
   void reply.header('content-type', header(upstream, 'content-type') ?? 'application/octet-stream')
 
   if (isHead) {
-    upstream.body.destroy()
+    discard(upstream)
     // 206 "bytes 0-0/N" → N; 416 "bytes */0" → an empty object; 200 → the server ignored our range.
     const total = /\/(\d+)$/.exec(header(upstream, 'content-range') ?? '')?.[1]
     if (statusCode !== 200) {
@@ -193,10 +193,16 @@ async function relay (upstream: Dispatcher.ResponseData, key: string, isHead: bo
     return await reply.code(200).send()
   }
   if (statusCode === 206 && header(upstream, 'content-range') === undefined) {
-    upstream.body.destroy()
+    discard(upstream)
     throw new UpstreamFailedError()
   }
   return await reply.code(statusCode).send(upstream.body as Readable)
+}
+
+/** Drops a body we will not relay; destroying it mid-stream may emit an error nobody else listens for. */
+function discard (upstream: Dispatcher.ResponseData): void {
+  upstream.body.on('error', () => {})
+  upstream.body.destroy()
 }
 
 function header (upstream: Dispatcher.ResponseData, name: string): string | undefined {

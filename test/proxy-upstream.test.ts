@@ -98,6 +98,31 @@ t.test('upstream errors never reach the client: XML bodies and x-amz headers are
   }
 })
 
+t.test('an error status with an endless body, and a HEAD on an endless body, are answered without crashing', async t => {
+  let timers: NodeJS.Timeout[] = []
+  t.teardown(() => { timers.forEach(clearInterval); timers = [] })
+  const endless = (status: number) => (_req: IncomingMessage, res: ServerResponse) => {
+    res.writeHead(status, { 'content-type': 'application/xml' })
+    const timer = setInterval(() => { res.write('<Error>'.repeat(1000)) }, 5)
+    timers.push(timer)
+    res.on('close', () => { clearInterval(timer) })
+  }
+  for (const [status, expected] of [[500, 502], [403, 410], [404, 404]]) {
+    const upstream = await startUpstream(t, endless(status))
+    const { app } = await appFor(t, upstream.endpoint)
+    const res = await app.inject({ method: 'GET', url: proxyPath(await presignedUrlFor(app, 'org-1/a.txt')), headers: auth })
+    t.equal(res.statusCode, expected, `upstream ${status} with an endless body → ${expected}`)
+    await new Promise(resolve => setTimeout(resolve, 50))
+    t.equal((await app.inject({ method: 'GET', url: proxyPath(await presignedUrlFor(app, 'org-1/a.txt')), headers: auth })).statusCode, expected, 'still serving')
+  }
+  const upstream = await startUpstream(t, endless(200))
+  const { app } = await appFor(t, upstream.endpoint)
+  const head = await app.inject({ method: 'HEAD', url: proxyPath(await presignedUrlFor(app, 'org-1/a.txt')), headers: auth })
+  t.equal(head.statusCode, 200, 'HEAD when the upstream ignores the range and streams forever')
+  await new Promise(resolve => setTimeout(resolve, 50))
+  t.equal((await app.inject({ method: 'HEAD', url: proxyPath(await presignedUrlFor(app, 'org-1/a.txt')), headers: auth })).statusCode, 200)
+})
+
 t.test('garbage instead of HTTP, or a refused connection, is a 502', async t => {
   const garbage = await startRawUpstream(t, socket => { socket.end('NOT HTTP AT ALL\r\n\r\n') })
   const { app } = await appFor(t, garbage.endpoint)

@@ -7,19 +7,13 @@
 import t from 'tap'
 import { externalS3Configured, startTestS3 } from '../helpers/s3.js'
 import { buildTestApp } from '../helpers/app.js'
-import { orgToken } from '../helpers/tokens.js'
+import { presignedUrlFor } from '../helpers/presign.js'
 
 if (!externalS3Configured()) {
   throw new Error('S3_TEST_ENDPOINT is not set: run `bash scripts/swift-s3.sh start` and export its output (see README)')
 }
 
-async function presign (app: Awaited<ReturnType<typeof buildTestApp>>, key: string): Promise<string> {
-  const res = await app.inject({
-    method: 'POST', url: '/generate-presigned-url', headers: { authorization: `Bearer ${orgToken('org-1')}` }, payload: { key }
-  })
-  if (res.statusCode !== 200) throw new Error(`presign failed: ${res.statusCode} ${res.body}`)
-  return res.json<{ url: string }>().url
-}
+const presign = presignedUrlFor
 
 async function status (url: string, init?: RequestInit): Promise<number> {
   const res = await fetch(url, init)
