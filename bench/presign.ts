@@ -1,0 +1,602 @@
+/**
+ * Presign throughput benchmark (issue 7).
+ *
+ *   npx tsx bench/presign.ts [--duration 10] [--warmup 3] [--repeats 3] [--connections 50]
+ *                            [--micro-ms 500] [--micro-repeats 7] [--no-scaling] [--cpu-prof] [--no-pin]
+ *
+ * Every figure is a ratio against a baseline measured in the same run:
+ *
+ * 1. HTTP, loopback, autocannon (programmatic, in this process), pipelining 1.
+ *    Three servers, each alone in a child process (bench/presign-servers.ts):
+ *      A  bare Fastify returning a constant {"url"} (the ceiling),
+ *      N  the naive docs server: @fastify/jwt + getSignedUrl() per request,
+ *      P  our POST /generate-presigned-url from buildApp (rate limits, docs, logs off).
+ *    Same body and Bearer token for all. --repeats rounds of A, N, P, each a
+ *    --warmup s warm-up then a --duration s measurement; medians of req/s, p50
+ *    and p99. Goals: P/A >= 0.5, P/N >= 8.
+ * 2. Presign cost: our presigner (createFilesS3().presignGetObject) vs a minimal
+ *    hand-written SigV4 query presign (node:crypto, signing key cached), checked
+ *    to produce the identical URL; interleaved batches, median ns/op. Goal <= 1.5x.
+ * 3. Scaling: P with 2 cluster workers vs P with 1 process, both unpinned (the
+ *    machine has 2 cores, the load generator needs one of them). No goal.
+ *
+ * With taskset and at least 2 CPUs, the servers of part 1 run on CPU 0 and this
+ * process (autocannon, the in-process s3rver, the microbenchmark) on CPU 1.
+ * Goals are reported as PASS/MISS, never as a failing exit code.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
+import { createHash, createHmac } from 'node:crypto'
+import { readFileSync, readdirSync, mkdirSync } from 'node:fs'
+import { availableParallelism, loadavg } from 'node:os'
+import { dirname, join, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { Readable } from 'node:stream'
+import { parseArgs } from 'node:util'
+import { createInterface } from 'node:readline'
+import { startTestS3, externalS3Configured } from '../test/helpers/s3.js'
+import { signToken } from '../test/helpers/tokens.js'
+import { createFilesS3 } from '../plugins/s3.js'
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+
+const HERE = dirname(fileURLToPath(import.meta.url))
+const ROOT = join(HERE, '..')
+const KEY = 'org-1/documents/2024/quarterly-report.pdf'
+const BODY = JSON.stringify({ key: KEY })
+
+const { values: args } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '3' },
+    repeats: { type: 'string', default: '3' },
+    connections: { type: 'string', default: '50' },
+    'micro-ms': { type: 'string', default: '500' },
+    'micro-repeats': { type: 'string', default: '7' },
+    'no-scaling': { type: 'boolean', default: false },
+    'cpu-prof': { type: 'boolean', default: false },
+    'no-pin': { type: 'boolean', default: false }
+  },
+  strict: true
+})
+const duration = positive('duration', args.duration)
+const warmup = positive('warmup', args.warmup)
+const repeats = Math.round(positive('repeats', args.repeats))
+const connections = Math.round(positive('connections', args.connections))
+const microMs = positive('micro-ms', args['micro-ms'])
+const microRepeats = Math.round(positive('micro-repeats', args['micro-repeats']))
+
+function positive (name: string, value: string | undefined): number {
+  const n = Number(value)
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, got ${String(value)}`)
+  return n
+}
+
+const log = (msg: string): void => { process.stderr.write(`bench: ${msg}\n`) }
+
+// ---------- autocannon, loaded lazily so the type check needs neither it nor its types ----------
+interface CannonResult {
+  requests: { total: number }
+  duration: number
+  errors: number
+  timeouts: number
+  non2xx: number
+  statusCodeStats: Record<string, { count: number }>
+}
+interface CannonInstance extends PromiseLike<CannonResult> {
+  on: (event: 'response', fn: (client: unknown, status: number, bytes: number, ms: number) => void) => void
+}
+type Cannon = (opts: Record<string, unknown>) => CannonInstance
+async function loadAutocannon (): Promise<Cannon> {
+  const name = 'autocannon'
+  try {
+    const mod = await import(name) as { default: Cannon }
+    return mod.default
+  } catch {
+    throw new Error('autocannon is not installed: npm i -D autocannon@^8 (or npm i --no-save autocannon@^8)')
+  }
+}
+
+// ---------- teardown collector (the shape startTestS3 expects) ----------
+const teardowns: Array<() => unknown> = []
+const collector = { teardown: (fn: () => unknown) => { teardowns.push(fn) } }
+async function runTeardowns (): Promise<void> {
+  while (teardowns.length > 0) {
+    const fn = teardowns.pop() as () => unknown
+    try { await fn() } catch (err) { log(`teardown failed: ${String(err)}`) }
+  }
+}
+
+// ---------- CPU pinning ----------
+function hasTaskset (): boolean {
+  try { execFileSync('taskset', ['-V'], { stdio: 'ignore' }); return true } catch { return false }
+}
+const CPUS = availableParallelism() // before pinning narrows it
+const ALL_CPUS = `0-${CPUS - 1}`
+const canPin = CPUS >= 2 && hasTaskset()
+const pin = !args['no-pin'] && canPin
+/** Pins every thread of this process (autocannon, s3rver, libuv pool) to `cpus`. */
+function pinSelf (cpus: string): void {
+  execFileSync('taskset', ['-a', '-p', '-c', cpus, String(process.pid)], { stdio: 'ignore' })
+}
+let pinning: string
+if (pin) {
+  try {
+    pinSelf('1')
+    pinning = 'yes (servers A, N, P: CPU 0; autocannon + in-process s3rver + microbenchmark: CPU 1)'
+  } catch (err) {
+    pinning = `no (taskset failed: ${String(err)})`
+  }
+} else {
+  pinning = args['no-pin'] ? 'no (--no-pin)' : `no (${hasTaskset() ? 'fewer than 2 CPUs' : 'taskset not found'})`
+}
+const pinned = pinning.startsWith('yes')
+
+// ---------- /proc readings ----------
+const CLK_TCK = (() => { try { return Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100 } catch { return 100 } })()
+/** User + system CPU seconds of a process. */
+function cpuSeconds (pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
+}
+/** CPU seconds all CPUs spent busy since boot, for spotting other load on the host. */
+function hostBusySeconds (): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number)
+  const [user, nice, system, , , irq, softirq, steal] = f
+  return (user + nice + system + irq + softirq + steal) / CLK_TCK
+}
+const ownCpu = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6 }
+
+// ---------- stats ----------
+function median (xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  const mid = s.length >> 1
+  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2
+}
+function percentile (sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.ceil(p / 100 * sorted.length) - 1)]
+}
+const fmt = (n: number, digits = 1): string => n.toFixed(digits)
+const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US')
+
+// ---------- server children ----------
+interface Child { name: string, proc: ChildProcess, pids: number[], address: string, exited: Promise<number | null> }
+
+async function startServer (name: string, argv: string[], env: Record<string, string>, cpus: string | undefined, profileDir?: string): Promise<Child> {
+  const nodeArgs = [...process.execArgv]
+  if (profileDir !== undefined) nodeArgs.push('--cpu-prof', '--cpu-prof-dir', profileDir)
+  nodeArgs.push(join(HERE, 'presign-servers.ts'), ...argv)
+  // Children inherit this process's affinity, so an unpinned child is given every CPU explicitly.
+  const [cmd, cmdArgs] = cpus !== undefined
+    ? ['taskset', ['-c', cpus, process.execPath, ...nodeArgs]]
+    : [process.execPath, nodeArgs]
+  const proc = spawn(cmd, cmdArgs as string[], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] })
+  const exited = new Promise<number | null>(resolve => { proc.once('exit', code => { resolve(code) }) })
+  const line = await new Promise<string>((resolve, reject) => {
+    const rl = createInterface({ input: proc.stdout as Readable })
+    rl.once('line', l => { rl.close(); resolve(l) })
+    proc.once('exit', code => { reject(new Error(`server ${name} exited (${String(code)}) before listening`)) })
+    proc.once('error', reject)
+  })
+  const { address, pids } = JSON.parse(line) as { address: string, pids: number[] }
+  return { name, proc, pids, address, exited }
+}
+
+async function stopServer (child: Child): Promise<void> {
+  if (child.proc.exitCode !== null || child.proc.signalCode !== null) return
+  child.proc.kill('SIGTERM')
+  const timer = setTimeout(() => { child.proc.kill('SIGKILL') }, 10_000)
+  await child.exited
+  clearTimeout(timer)
+}
+
+const childCpu = (child: Child): number => child.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0)
+
+// ---------- load ----------
+interface Run {
+  rps: number
+  p50: number
+  p99: number
+  /** Server CPU (all its processes) per response, µs. */
+  serverUs: number
+  /** This process's CPU (autocannon) as % of one CPU. */
+  loadgenPct: number
+  /** This process's CPU (autocannon) per response, µs. */
+  loadgenUs: number
+}
+
+let autocannon: Cannon
+let token = ''
+
+async function load (child: Child, seconds: number, record: boolean): Promise<Run> {
+  let latencies = new Float64Array(1 << 16)
+  let n = 0
+  const cpu0 = childCpu(child)
+  const own0 = ownCpu()
+  const t0 = performance.now()
+  const instance = autocannon({
+    url: `${child.address}/generate-presigned-url`,
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: BODY,
+    connections,
+    pipelining: 1,
+    duration: seconds
+  })
+  if (record) {
+    // autocannon's own histogram keeps whole milliseconds; these are exact.
+    instance.on('response', (_client, _status, _bytes, ms) => {
+      if (n === latencies.length) { const grown = new Float64Array(n * 2); grown.set(latencies); latencies = grown }
+      latencies[n++] = ms
+    })
+  }
+  const result = await instance
+  const wall = (performance.now() - t0) / 1000
+  const serverCpu = childCpu(child) - cpu0
+  const loadgenCpu = ownCpu() - own0
+  const bad = result.non2xx + result.errors + result.timeouts
+  if (bad > 0) {
+    throw new Error(`${child.name}: ${result.non2xx} non-2xx, ${result.errors} errors, ${result.timeouts} timeouts ` +
+      `of ${result.requests.total} (status codes: ${JSON.stringify(result.statusCodeStats)})`)
+  }
+  const sorted = latencies.subarray(0, n).sort()
+  return {
+    rps: result.requests.total / result.duration,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    serverUs: 1e6 * serverCpu / Math.max(1, result.requests.total),
+    loadgenPct: 100 * loadgenCpu / wall,
+    loadgenUs: 1e6 * loadgenCpu / Math.max(1, result.requests.total)
+  }
+}
+
+async function measure (child: Child): Promise<Run> {
+  await load(child, warmup, false)
+  const run = await load(child, duration, true)
+  log(`${child.name.padEnd(3)} ${fmtInt(run.rps).padStart(7)} req/s  p50 ${fmt(run.p50, 2)} ms  p99 ${fmt(run.p99, 2)} ms  ` +
+    `server ${fmt(run.serverUs)} µs CPU/req  autocannon ${fmt(run.loadgenPct, 0)}% CPU`)
+  return run
+}
+
+interface Summary { rps: number, p50: number, p99: number, serverUs: number, loadgenPct: number, loadgenUs: number, runs: number[] }
+function summarize (runs: Run[]): Summary {
+  return {
+    rps: median(runs.map(r => r.rps)),
+    p50: median(runs.map(r => r.p50)),
+    p99: median(runs.map(r => r.p99)),
+    serverUs: median(runs.map(r => r.serverUs)),
+    loadgenPct: median(runs.map(r => r.loadgenPct)),
+    loadgenUs: median(runs.map(r => r.loadgenUs)),
+    runs: runs.map(r => r.rps)
+  }
+}
+
+/** Checks one response of a server: 200, a URL, and (N, P) that the URL downloads the object. */
+async function check (child: Child, expectBody: string | undefined): Promise<string> {
+  const res = await fetch(`${child.address}/generate-presigned-url`, {
+    method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: BODY
+  })
+  const text = await res.text()
+  if (res.status !== 200) throw new Error(`${child.name}: HTTP ${res.status} ${text.slice(0, 300)}`)
+  const { url } = JSON.parse(text) as { url: string }
+  if (typeof url !== 'string') throw new Error(`${child.name}: no url in ${text.slice(0, 300)}`)
+  if (expectBody !== undefined) {
+    const got = await fetch(url)
+    const body = await got.text()
+    if (got.status !== 200 || body !== expectBody) throw new Error(`${child.name}: the URL gives HTTP ${got.status}, ${body.length} bytes`)
+  }
+  return url
+}
+
+// ---------- the raw SigV4 baseline ----------
+interface RawParams {
+  origin: string
+  basePath: string
+  host: string
+  region: string
+  accessKeyId: string
+  secretAccessKey: string
+  expiresIn: number
+  /** e.g. 20240101T000000Z */
+  amzDate: string
+}
+
+/**
+ * The least work a SigV4 query presign of a GET can do: the per-date strings and
+ * signing key computed once; per call the key's path encoding, the canonical
+ * request, its SHA-256, the string to sign, one HMAC and the URL.
+ */
+function rawPresigner (o: RawParams): (key: string) => string {
+  const shortDate = o.amzDate.slice(0, 8)
+  const scope = `${shortDate}/${o.region}/s3/aws4_request`
+  let signingKey = createHmac('sha256', `AWS4${o.secretAccessKey}`).update(shortDate).digest()
+  for (const part of [o.region, 's3', 'aws4_request']) signingKey = createHmac('sha256', signingKey).update(part).digest()
+  const query = 'X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Content-Sha256=UNSIGNED-PAYLOAD' +
+    `&X-Amz-Credential=${encodeURIComponent(`${o.accessKeyId}/${scope}`)}&X-Amz-Date=${o.amzDate}&X-Amz-Expires=${o.expiresIn}`
+  const canonicalTail = `&X-Amz-SignedHeaders=host\nhost:${o.host}\n\nhost\nUNSIGNED-PAYLOAD`
+  const stringToSignHead = `AWS4-HMAC-SHA256\n${o.amzDate}\n${scope}\n`
+  return (key: string): string => {
+    let encoded = encodeURIComponent(key).replaceAll('%2F', '/')
+    if (/[!'()*]/.test(encoded)) encoded = encoded.replace(/[!'()*]/g, c => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+    const path = o.basePath + encoded
+    const canonicalRequest = `GET\n${path}\n${query}${canonicalTail}`
+    const hash = createHash('sha256').update(canonicalRequest).digest('hex')
+    const signature = createHmac('sha256', signingKey).update(stringToSignHead + hash).digest('hex')
+    return `${o.origin}${path}?${query}&X-Amz-Signature=${signature}&X-Amz-SignedHeaders=host`
+  }
+}
+
+interface Micro { oursNs: number, rawNs: number, ratio: number, oursRuns: number[], rawRuns: number[], iterations: [number, number] }
+
+async function microbenchmark (s3: Awaited<ReturnType<typeof startTestS3>>): Promise<Micro> {
+  const files = await createFilesS3({
+    bucket: s3.bucket, region: s3.region, endpoint: s3.endpoint, forcePathStyle: s3.forcePathStyle, credentials: s3.credentials, expiresIn: 3600
+  })
+  try {
+    const bucketUrl = files.bucketUrl
+    const rawAt = (url: string): (key: string) => string => rawPresigner({
+      origin: bucketUrl.origin,
+      basePath: bucketUrl.pathname.endsWith('/') ? bucketUrl.pathname : `${bucketUrl.pathname}/`,
+      host: bucketUrl.host,
+      region: files.signingRegion,
+      accessKeyId: s3.credentials.accessKeyId,
+      secretAccessKey: s3.credentials.secretAccessKey,
+      expiresIn: files.expiresIn,
+      amzDate: new URL(url).searchParams.get('X-Amz-Date') as string
+    })
+    // The baseline must do the same job: a byte-identical URL for the same date.
+    for (const key of [KEY, "org-1/a b/(x)!*'ü~.txt"]) {
+      const ours = await files.presignGetObject(key)
+      const mine = rawAt(ours)(key)
+      if (mine !== ours) throw new Error(`raw SigV4 baseline disagrees with the presigner:\n  ${mine}\n  ${ours}`)
+    }
+    const raw = rawAt(await files.presignGetObject(KEY))
+
+    let sink = 0
+    const timeOurs = async (n: number): Promise<number> => {
+      const t0 = process.hrtime.bigint()
+      for (let i = 0; i < n; i++) sink += (await files.presignGetObject(KEY)).length
+      return Number(process.hrtime.bigint() - t0) / n
+    }
+    const timeRaw = (n: number): number => {
+      const t0 = process.hrtime.bigint()
+      for (let i = 0; i < n; i++) sink += raw(KEY).length
+      return Number(process.hrtime.bigint() - t0) / n
+    }
+    // Warm-up (JIT), then size each batch to about --micro-ms.
+    let oursNs = Infinity
+    let rawNs = Infinity
+    for (let i = 0; i < 3; i++) { oursNs = Math.min(oursNs, await timeOurs(5000)); rawNs = Math.min(rawNs, timeRaw(20000)) }
+    const nOurs = Math.max(1000, Math.round(microMs * 1e6 / oursNs))
+    const nRaw = Math.max(1000, Math.round(microMs * 1e6 / rawNs))
+    const oursRuns: number[] = []
+    const rawRuns: number[] = []
+    for (let i = 0; i < microRepeats; i++) {
+      // Alternate which goes first, so drift hits both alike.
+      if (i % 2 === 0) { rawRuns.push(timeRaw(nRaw)); oursRuns.push(await timeOurs(nOurs)) } else { oursRuns.push(await timeOurs(nOurs)); rawRuns.push(timeRaw(nRaw)) }
+    }
+    if (sink === 0) log('unreachable')
+    const ours = median(oursRuns)
+    const rawMedian = median(rawRuns)
+    log(`presign: ours ${fmt(ours, 0)} ns/op, raw SigV4 ${fmt(rawMedian, 0)} ns/op (${nOurs} / ${nRaw} per batch)`)
+    return { oursNs: ours, rawNs: rawMedian, ratio: ours / rawMedian, oursRuns, rawRuns, iterations: [nOurs, nRaw] }
+  } finally {
+    files.client.destroy()
+  }
+}
+
+// ---------- CPU profile summary ----------
+interface ProfileNode { id: number, callFrame: { functionName: string, url: string, lineNumber: number }, children?: number[] }
+interface CpuProfile { nodes: ProfileNode[], samples: number[], timeDeltas: number[] }
+
+function where (url: string): string {
+  const path = url.replace(/^file:\/\//, '')
+  return path.startsWith(ROOT) ? relative(ROOT, path) : path
+}
+const SOCKET_WRITES = new Set(['writev', 'writeBuffer', 'writeUtf8String', 'writeLatin1String', 'writeAsciiString'])
+
+/**
+ * Top frames by self time, and self time charged to the nearest package or
+ * project file up the stack (so node:crypto work done for the SDK counts as the
+ * SDK's). Idle time is left out; module loading at start-up is a line of its own.
+ */
+function profileSummary (file: string, n = 15): string[] {
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile
+  const byId = new Map(profile.nodes.map(node => [node.id, node]))
+  const parent = new Map<number, number>()
+  for (const node of profile.nodes) for (const c of node.children ?? []) parent.set(c, node.id)
+  const self = new Map<string, number>()
+  const charged = new Map<string, number>()
+  let total = 0
+  profile.samples.forEach((id, i) => {
+    const dt = profile.timeDeltas[i] ?? 0
+    const leaf = (byId.get(id) as ProfileNode).callFrame
+    if (leaf.functionName === '(idle)') return
+    total += dt
+    const leafUrl = where(leaf.url)
+    const name = `${leaf.functionName === '' ? '(anonymous)' : leaf.functionName}${leafUrl === '' ? '' : ` ${leafUrl}:${leaf.lineNumber + 1}`}`
+    self.set(name, (self.get(name) ?? 0) + dt)
+    const stack: string[] = []
+    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) stack.push(where((byId.get(cur) as ProfileNode).callFrame.url))
+    let owner: string | undefined
+    if (stack.some(u => u.startsWith('node:internal/modules/'))) owner = 'start-up: loading modules'
+    else if (leafUrl === '' && SOCKET_WRITES.has(leaf.functionName)) owner = 'socket writes (the syscall, incl. loopback TCP)'
+    else {
+      for (const u of stack) {
+        const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(u)
+        if (m !== null) { owner = m[1]; break }
+        if (u !== '' && !u.startsWith('node:') && !u.startsWith('/')) { owner = u; break }
+      }
+      owner ??= stack.find(u => u.startsWith('node:')) ?? leaf.functionName
+    }
+    charged.set(owner, (charged.get(owner) ?? 0) + dt)
+  })
+  const line = ([what, us]: [string, number]): string => `${fmt(100 * us / total).padStart(5)}%  ${fmt(us / 1000, 0).padStart(7)} ms  ${what}`
+  return [
+    `non-idle: ${fmt(total / 1e6, 2)} s (wall-clock samples: time the process was preempted counts too)`,
+    'top frames by self time:',
+    ...[...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, n).map(line),
+    'self time charged to the nearest package / project file on the stack:',
+    ...[...charged.entries()].sort((a, b) => b[1] - a[1]).slice(0, n).map(line)
+  ]
+}
+
+// ---------- main ----------
+async function main (): Promise<void> {
+  const wallStart = performance.now()
+  const loadStart = loadavg()[0]
+  autocannon = await loadAutocannon()
+  log(`pinning: ${pinning}`)
+  const s3 = await startTestS3(collector)
+  const s3Label = externalS3Configured() ? `external ${s3.endpoint} (S3_TEST_*)` : `s3rver in-process ${s3.endpoint}`
+  log(`S3: ${s3Label}, bucket ${s3.bucket}`)
+  const objectBody = 'presign benchmark object\n'
+  await s3.put(KEY, objectBody, 'application/pdf')
+
+  // 2. Microbenchmark first, while nothing else runs.
+  const micro = await microbenchmark(s3)
+
+  // 1. HTTP: A, N, P on CPU 0.
+  token = signToken({ sub: 'bench', org_id: 'org-1' }, { expiresInSeconds: 6 * 3600 })
+  const env = {
+    BENCH_S3: JSON.stringify({ bucket: s3.bucket, region: s3.region, endpoint: s3.endpoint, forcePathStyle: s3.forcePathStyle, credentials: s3.credentials })
+  }
+  let profileDir: string | undefined
+  if (args['cpu-prof']) {
+    profileDir = join(HERE, 'profiles', new Date().toISOString().replace(/[:.]/g, '-'))
+    mkdirSync(profileDir, { recursive: true })
+  }
+  const serverCpus = pinned ? '0' : canPin ? ALL_CPUS : undefined
+  const P = await startServer('P', ['--variant', 'P'], env, serverCpus, profileDir)
+  collector.teardown(async () => { await stopServer(P) })
+  const N = await startServer('N', ['--variant', 'N'], env, serverCpus)
+  collector.teardown(async () => { await stopServer(N) })
+  // A answers with a real URL of P's, so the bytes on the wire are the same.
+  const sampleUrl = await check(P, objectBody)
+  await check(N, objectBody)
+  const A = await startServer('A', ['--variant', 'A'], { ...env, BENCH_CONSTANT_URL: sampleUrl }, serverCpus)
+  collector.teardown(async () => { await stopServer(A) })
+  await check(A, undefined)
+  log(`servers: A ${A.address} (pid ${A.pids.join(',')}), N ${N.address} (pid ${N.pids.join(',')}), P ${P.address} (pid ${P.pids.join(',')})`)
+
+  const runs: Record<'A' | 'N' | 'P', Run[]> = { A: [], N: [], P: [] }
+  const foreign0 = hostBusySeconds() - ownCpu() - [A, N, P].reduce((s, c) => s + childCpu(c), 0)
+  const httpStart = performance.now()
+  for (let i = 0; i < repeats; i++) {
+    log(`round ${i + 1}/${repeats}`)
+    for (const child of [A, N, P]) runs[child.name as 'A' | 'N' | 'P'].push(await measure(child))
+  }
+  const httpSeconds = (performance.now() - httpStart) / 1000
+  const foreignCpu = hostBusySeconds() - ownCpu() - [A, N, P].reduce((s, c) => s + childCpu(c), 0) - foreign0
+  await stopServer(A)
+  await stopServer(N)
+  await stopServer(P)
+  const hot: string[] = []
+  if (profileDir !== undefined) {
+    // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the main thread (tsx's loader has its own).
+    const file = readdirSync(profileDir).find(f => /\.0\.\d+\.cpuprofile$/.test(f))
+    if (file === undefined) log(`no .cpuprofile written in ${profileDir}`)
+    else hot.push(`CPU profile of P: ${relative(ROOT, join(profileDir, file))} (whole child lifetime)`, ...profileSummary(join(profileDir, file)))
+  }
+  const a = summarize(runs.A)
+  const n = summarize(runs.N)
+  const p = summarize(runs.P)
+
+  // 3. Scaling: P with 1 process vs 2 cluster workers; everything on every CPU.
+  let scaling: { p1: Summary, p2: Summary, foreignPct: number } | undefined
+  if (!args['no-scaling']) {
+    if (canPin) pinSelf(ALL_CPUS)
+    const P1 = await startServer('P1', ['--variant', 'P'], env, canPin ? ALL_CPUS : undefined)
+    collector.teardown(async () => { await stopServer(P1) })
+    const P2 = await startServer('P2', ['--variant', 'P', '--workers', '2'], env, canPin ? ALL_CPUS : undefined)
+    collector.teardown(async () => { await stopServer(P2) })
+    await check(P1, objectBody)
+    await check(P2, objectBody)
+    log(`scaling (unpinned): P1 ${P1.address}, P2 ${P2.address} (pids ${P2.pids.join(',')}: primary, workers)`)
+    const r1: Run[] = []
+    const r2: Run[] = []
+    const others = (): number => hostBusySeconds() - ownCpu() - childCpu(P1) - childCpu(P2)
+    const others0 = others()
+    const t0 = performance.now()
+    for (let i = 0; i < repeats; i++) {
+      log(`scaling round ${i + 1}/${repeats}`)
+      r1.push(await measure(P1))
+      r2.push(await measure(P2))
+    }
+    const foreignPct = 100 * Math.max(0, others() - others0) / ((performance.now() - t0) / 1000)
+    await stopServer(P1)
+    await stopServer(P2)
+    scaling = { p1: summarize(r1), p2: summarize(r2), foreignPct }
+  }
+  await runTeardowns()
+
+  // ---------- report ----------
+  const mark = (ok: boolean): string => ok ? 'PASS' : 'MISS'
+  const argv = process.argv.slice(2).join(' ')
+  const command = `AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true npx tsx bench/presign.ts${argv === '' ? '' : ' ' + argv}`
+  const serverRow = (name: string, s: Summary): string =>
+    `| ${name} | ${fmtInt(s.rps)} | ${s.runs.map(fmtInt).join(', ')} | ${fmt(s.p50, 2)} | ${fmt(s.p99, 2)} | ${fmt(s.serverUs)} | ${fmt(s.loadgenPct, 0)}% |`
+  const bound = (s: Summary): number => CPUS * 1e6 / (s.serverUs + s.loadgenUs)
+  const pa = p.rps / a.rps
+  const pn = p.rps / n.rps
+  const out: string[] = [
+    '',
+    `POST /generate-presigned-url, ${connections} connections, pipelining 1, ${fmt(warmup, 0)} s warm-up + ${fmt(duration, 0)} s measured, ${repeats} rounds A,N,P interleaved; medians.`,
+    '',
+    '| Server | req/s | req/s per round | p50 ms | p99 ms | server CPU µs/req | autocannon CPU |',
+    '|---|---|---|---|---|---|---|',
+    serverRow('A bare Fastify, constant URL', a),
+    serverRow('N naive: @fastify/jwt + getSignedUrl', n),
+    serverRow('P ours: buildApp', p),
+    ...(scaling === undefined
+      ? []
+      : [serverRow('P1 ours, 1 process, unpinned', scaling.p1), serverRow('P2 ours, 2 cluster workers, unpinned', scaling.p2)]),
+    '',
+    '| Figure | Value | Goal | Result |',
+    '|---|---|---|---|',
+    `| P/A req/s | ${fmt(pa, 3)} | ≥ 0.5 | ${mark(pa >= 0.5)} |`,
+    `| P/N req/s | ${fmt(pn, 2)} | ≥ 8 | ${mark(pn >= 8)} |`,
+    `| Presign cost ours/raw SigV4 | ${fmt(micro.ratio, 2)} (${fmt(micro.oursNs, 0)} vs ${fmt(micro.rawNs, 0)} ns/op; runs ours ${micro.oursRuns.map(x => fmt(x, 0)).join(', ')}; raw ${micro.rawRuns.map(x => fmt(x, 0)).join(', ')}) | ≤ 1.5 | ${mark(micro.ratio <= 1.5)} |`,
+    ...(scaling === undefined
+      ? []
+      : [`| P2/P1 req/s (unpinned: servers and autocannon share ${CPUS} CPUs) | ${fmt(scaling.p2.rps / scaling.p1.rps, 2)}; P2 reaches ${fmt(100 * scaling.p2.rps / bound(scaling.p2), 0)}% of the ${CPUS}-CPU bound ${fmtInt(bound(scaling.p2))} req/s = ${CPUS} s ÷ (${fmt(scaling.p2.serverUs)} µs server + ${fmt(scaling.p2.loadgenUs)} µs autocannon) | none (see bench/README.md) | — |`]),
+    `| P/A p50 latency | ${fmt(p.p50 / a.p50, 2)} | — | — |`,
+    `| P/N p50 latency | ${fmt(p.p50 / n.p50, 3)} | — | — |`,
+    `| Server CPU per request P/A, N/P | ${fmt(p.serverUs / a.serverUs, 2)}, ${fmt(n.serverUs / p.serverUs, 2)} | — | — |`,
+    '',
+    '| Context | Value |',
+    '|---|---|',
+    `| CPU pinning | ${pinning}${scaling === undefined ? '' : '; scaling rows P1/P2: unpinned'} |`,
+    `| Node | ${process.version}, ${CPUS} CPUs |`,
+    `| S3 | ${s3Label} (not contacted while presigning) |`,
+    `| Request | \`POST /generate-presigned-url\`, body \`${BODY}\`, HS256 Bearer token (same for all) |`,
+    `| Other processes' CPU during A/N/P rounds | ${fmt(100 * Math.max(0, foreignCpu) / httpSeconds, 0)}% of one CPU${scaling === undefined ? '' : `; during P1/P2 rounds ${fmt(scaling.foreignPct, 0)}%`} (above a few %, figures are noisy) |`,
+    `| Host load (1-min loadavg, start → end) | ${fmt(loadStart, 2)} → ${fmt(loadavg()[0], 2)} |`,
+    `| Wall time | ${fmt((performance.now() - wallStart) / 1000, 0)} s |`,
+    `| Command | \`${command}\` |`,
+    ''
+  ]
+  if (a.loadgenPct >= 90) {
+    out.splice(out.length - 1, 0, `| Note | autocannon used ${fmt(a.loadgenPct, 0)}% of its CPU during A: A may be load-generator-bound, so P/A may be optimistic; the CPU-per-request ratio P/A is not affected |`)
+  }
+  if (profileDir !== undefined) {
+    out.splice(out.length - 1, 0, '| Note | P ran under --cpu-prof: the sampling profiler costs P a few % of its req/s; compare ratios from runs without it |')
+  }
+  if (hot.length > 0) out.push('```', ...hot, '```', '')
+  process.stdout.write(out.join('\n'))
+}
+
+let interrupted = false
+process.once('SIGINT', () => {
+  if (interrupted) return
+  interrupted = true
+  log('interrupted; cleaning up')
+  void runTeardowns().finally(() => process.exit(130))
+})
+
+main().catch(async (err: unknown) => {
+  log(`FAILED: ${err instanceof Error ? err.stack ?? err.message : String(err)}`)
+  await runTeardowns()
+  process.exit(1)
+})
