@@ -1,8 +1,8 @@
 /**
  * S3 access: one long-lived S3Client and one presigner, built at startup and
- * decorated onto the instance. Presigning reuses the signer (and its cached
- * signing key), so a request costs two SHA-256 passes and a handful of HMACs
- * instead of rebuilding the SDK middleware stack as getSignedUrl does.
+ * decorated onto the instance. A presign costs one SHA-256 and one HMAC with a
+ * cached signing key (src/sigv4-presign.ts), instead of rebuilding the SDK
+ * middleware stack as getSignedUrl does on every call.
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
@@ -16,6 +16,7 @@ import type { AwsCredentialIdentityProvider } from '@aws-sdk/types'
 import { timingSafeEqual } from 'node:crypto'
 import { credentialsOutlasting, type CredentialSource } from '../src/credentials.js'
 import { objectOriginOf, type ObjectOrigin, type PresignedGet } from '../src/presigned-url.js'
+import { createQueryPresigner } from '../src/sigv4-presign.js'
 
 export interface S3PluginOptions {
   bucket: string
@@ -92,13 +93,10 @@ export async function createFilesS3 (opts: S3PluginOptions): Promise<FilesS3> {
   const authScheme = (resolved.properties?.authSchemes as Array<{ signingRegion?: string }> | undefined)?.[0]
   const signingRegion = authScheme?.signingRegion ?? region
 
-  const presigner = new S3RequestPresigner({
-    credentials,
-    region: signingRegion,
-    sha256: Hash.bind(null, 'sha256'),
-    service: 's3'
-  })
-  // Verifying an existing URL needs only the current key, not one that outlasts a new URL.
+  const presign = createQueryPresigner(signingRegion)
+  // Verifying uses the SDK's independent implementation, so every proxied URL
+  // also cross-checks our fast signer. It needs only the current key, not one
+  // that outlasts a new URL.
   const verifier = new S3RequestPresigner({
     credentials: source,
     region: signingRegion,
@@ -129,9 +127,9 @@ export async function createFilesS3 (opts: S3PluginOptions): Promise<FilesS3> {
     expiresIn,
     credentials,
     async presignGetObject (key: string): Promise<string> {
-      // The signer asks `credentials` itself; it throws rather than sign with an identity that dies first.
-      const signed = await presigner.presign(getRequest(key), { expiresIn, signingRegion })
-      return formatUrl(signed)
+      // Throws rather than hand out a URL that would outlive its credentials.
+      const identity = await credentials()
+      return presign({ protocol, host, path: basePath + encodeKeyPath(key), credentials: identity, signedAt: new Date(), expiresIn })
     },
     async verifyPresignedGet (url: PresignedGet): Promise<string | undefined> {
       const expected = await verifier.presign(getRequest(url.key), {
