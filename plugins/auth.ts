@@ -114,7 +114,15 @@ async function authPlugin (fastify: import('fastify').FastifyInstance, opts: Aut
   const { orgClaim } = opts
 
   fastify.decorateRequest('organization', '')
+  const verified = new VerifiedTokens()
   fastify.decorate('authenticate', async function authenticate (request: FastifyRequest, reply: FastifyReply) {
+    const authorization = request.headers.authorization
+    const known = verified.get(authorization)
+    if (known !== undefined) {
+      request.user = known.claims
+      request.organization = known.organization
+      return
+    }
     try {
       await (request as unknown as Record<string, () => Promise<unknown>>)[verifierName]()
     } catch (err) {
@@ -126,7 +134,38 @@ async function authPlugin (fastify: import('fastify').FastifyInstance, opts: Aut
       throw new AuthenticationFailedError()
     }
     request.organization = organization
+    verified.remember(authorization, request.user, organization)
   })
+}
+
+/** How long a verified token is trusted without re-verification (never beyond its exp). */
+const VERIFIED_TOKEN_TTL_MS = 5 * 60_000
+const VERIFIED_TOKEN_LIMIT = 10_000
+
+/**
+ * Tokens that verified, by their exact Authorization header. Clients reuse a
+ * token for many requests; this skips @fastify/jwt's per-request decoding and
+ * option merging for them. Bounded, oldest evicted first.
+ */
+class VerifiedTokens {
+  private readonly entries = new Map<string, { claims: TokenClaims, organization: string, until: number }>()
+
+  get (authorization: string | undefined): { claims: TokenClaims, organization: string } | undefined {
+    if (authorization === undefined) return undefined
+    const entry = this.entries.get(authorization)
+    if (entry === undefined) return undefined
+    if (entry.until <= Date.now()) {
+      this.entries.delete(authorization)
+      return undefined
+    }
+    return entry
+  }
+
+  remember (authorization: string | undefined, claims: TokenClaims, organization: string): void {
+    if (authorization === undefined || typeof claims.exp !== 'number') return
+    if (this.entries.size >= VERIFIED_TOKEN_LIMIT) this.entries.delete(this.entries.keys().next().value as string)
+    this.entries.set(authorization, { claims, organization, until: Math.min(claims.exp * 1000, Date.now() + VERIFIED_TOKEN_TTL_MS) })
+  }
 }
 
 /** Every verification failure becomes a 401 (or 503 when the key set is unreachable), never a 500. */

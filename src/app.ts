@@ -4,7 +4,6 @@
  */
 import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import fastifyHelmet from '@fastify/helmet'
 import fastifyCors from '@fastify/cors'
 import fastifyUnderPressure from '@fastify/under-pressure'
 import fp from 'fastify-plugin'
@@ -17,6 +16,7 @@ import proxyRoutes from '../routes/proxy.js'
 import healthRoutes from '../routes/health.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
 import openapiPlugin from '../plugins/openapi.js'
+import securityHeaders from '../plugins/security-headers.js'
 import { resolveFilesOptions, type FilesOptions } from './options.js'
 import { sharedSchemas } from './schemas.js'
 import { errorHandler } from './error-handler.js'
@@ -87,7 +87,10 @@ export async function buildApp ({ logger, trustProxy, docs = true, corsOrigins =
     }
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.setErrorHandler(errorHandler)
-  app.addHook('onRequest', async (request, reply) => { void reply.header('x-request-id', request.id) })
+  app.addHook('onRequest', (request, reply, done) => {
+    void reply.header('x-request-id', request.id)
+    done()
+  })
   // Fastify's default 404 logs and echoes the raw URL, query string included.
   app.setNotFoundHandler(async (request, reply) => {
     const message = `Route ${request.method}:${redactUrl(request.url)} not found`
@@ -103,7 +106,7 @@ export async function buildApp ({ logger, trustProxy, docs = true, corsOrigins =
   })
   // An API's headers: nothing here is meant to be rendered or framed. Swagger UI
   // sets its own, looser policy on its pages (staticCSP in plugins/openapi.ts).
-  await app.register(fastifyHelmet, {
+  await app.register(securityHeaders, {
     contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"] } }
   })
   // Exact origins only; bearer tokens travel in a header, so no credentials mode.
