@@ -12,7 +12,7 @@ import { checkPresignedUrl } from '../src/presigned-url.js'
 import { contentDisposition } from '../src/content-disposition.js'
 import { errorHandler } from '../src/error-handler.js'
 import {
-  ExpiredUrlError, FileNotFoundError, ForbiddenUrlError, InvalidPresignedUrlError, RangeNotSatisfiableError, TooBusyError, UpstreamFailedError, UpstreamTimeoutError
+  ClientClosedRequestError, ExpiredUrlError, FileNotFoundError, ForbiddenUrlError, InvalidPresignedUrlError, RangeNotSatisfiableError, TooBusyError, UpstreamFailedError, UpstreamTimeoutError
 } from '../src/errors.js'
 import type { ProxyOptions } from '../src/options.js'
 
@@ -101,11 +101,16 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
       activeDownloads--
       if (!reply.raw.writableFinished) abort.abort()
     })
-    let upstream: Dispatcher.ResponseData
-    try {
-      upstream = await undiciRequest(upstreamUrl, { method: 'GET', headers, dispatcher: agent, signal: abort.signal })
-    } catch (err) {
-      throw upstreamError(err, request)
+    let upstream: Dispatcher.ResponseData | undefined
+    for (let attempt = 1; upstream === undefined; attempt++) {
+      try {
+        upstream = await undiciRequest(upstreamUrl, { method: 'GET', headers, dispatcher: agent, signal: abort.signal })
+      } catch (err) {
+        if (abort.signal.aborted) throw new ClientClosedRequestError()
+        // A pooled keep-alive connection the server closed as we reused it: a GET is safe to send once more.
+        if (attempt === 1 && (err as { code?: string }).code === 'UND_ERR_SOCKET') continue
+        throw upstreamError(err, request)
+      }
     }
     return await relay(upstream, verdict.url.key, isHead, reply)
   }

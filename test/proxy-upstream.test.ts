@@ -123,6 +123,26 @@ t.test('an error status with an endless body, and a HEAD on an endless body, are
   t.equal((await app.inject({ method: 'HEAD', url: proxyPath(await presignedUrlFor(app, 'org-1/a.txt')), headers: auth })).statusCode, 200)
 })
 
+t.test('a connection the upstream drops before answering is retried once, then 502', async t => {
+  let requests = 0
+  const flaky = await startUpstream(t, (req, res) => {
+    requests++
+    if (requests === 1) { req.socket.destroy(); return }
+    res.end('second time lucky')
+  })
+  const { app } = await appFor(t, flaky.endpoint)
+  const res = await app.inject({ method: 'GET', url: proxyPath(await presignedUrlFor(app, 'org-1/a.txt')), headers: auth })
+  t.equal(res.statusCode, 200)
+  t.equal(res.body, 'second time lucky')
+  t.equal(requests, 2)
+
+  const broken = await startUpstream(t, req => { req.socket.destroy() })
+  const { app: brokenApp } = await appFor(t, broken.endpoint)
+  const failed = await brokenApp.inject({ method: 'GET', url: proxyPath(await presignedUrlFor(brokenApp, 'org-1/a.txt')), headers: auth })
+  t.equal(failed.statusCode, 502)
+  t.equal(broken.requests.length, 2, 'one retry, not more')
+})
+
 t.test('garbage instead of HTTP, or a refused connection, is a 502', async t => {
   const garbage = await startRawUpstream(t, socket => { socket.end('NOT HTTP AT ALL\r\n\r\n') })
   const { app } = await appFor(t, garbage.endpoint)
