@@ -16,7 +16,7 @@ import type { AwsCredentialIdentityProvider } from '@aws-sdk/types'
 import { timingSafeEqual } from 'node:crypto'
 import { credentialsOutlasting, type CredentialSource } from '../src/credentials.js'
 import { objectOriginOf, type ObjectOrigin, type PresignedGet } from '../src/presigned-url.js'
-import { createQueryPresigner } from '../src/sigv4-presign.js'
+import { createQueryPresigner, encodeRfc3986 } from '../src/sigv4-presign.js'
 
 export interface S3PluginOptions {
   bucket: string
@@ -57,9 +57,7 @@ declare module 'fastify' {
 
 /** RFC 3986 unreserved characters stay; everything else, `/` excepted, is percent-encoded as S3 expects. */
 export function encodeKeyPath (key: string): string {
-  return key.split('/').map(segment =>
-    encodeURIComponent(segment).replace(/[!'()*]/g, c => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
-  ).join('/')
+  return key.split('/').map(encodeRfc3986).join('/')
 }
 
 export async function createFilesS3 (opts: S3PluginOptions): Promise<FilesS3> {
@@ -107,7 +105,8 @@ export async function createFilesS3 (opts: S3PluginOptions): Promise<FilesS3> {
   const hostname = bucketUrl.hostname.replace(/^\[(.*)\]$/, '$1')
   const port = bucketUrl.port === '' ? undefined : Number(bucketUrl.port)
   const host = bucketUrl.host
-  const basePath = bucketUrl.pathname.endsWith('/') ? bucketUrl.pathname : `${bucketUrl.pathname}/`
+  const objectOrigin = objectOriginOf(bucketUrl)
+  const { basePath } = objectOrigin
 
   const getRequest = (key: string): HttpRequest => new HttpRequest({
     protocol,
@@ -120,7 +119,7 @@ export async function createFilesS3 (opts: S3PluginOptions): Promise<FilesS3> {
 
   return {
     client,
-    objectOrigin: objectOriginOf(bucketUrl),
+    objectOrigin,
     bucket,
     bucketUrl,
     signingRegion,
