@@ -3,11 +3,9 @@
  * src/app.ts): the token's organization decides which keys a caller may presign.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { ErrorResponse, GeneratePresignedUrlRequest, GeneratePresignedUrlResponse, ref } from '../src/schemas.js'
+import { errorResponse, GeneratePresignedUrlRequest, GeneratePresignedUrlResponse, ref } from '../src/schemas.js'
 import { checkKeyForOrg } from '../src/object-key.js'
 import { ForbiddenKeyError, InvalidKeyError, PresignFailedError } from '../src/errors.js'
-
-const errorResponse = (description: string) => ({ ...ref(ErrorResponse), description })
 
 export interface FilesRoutesOptions {
   /** Presign requests per organization per minute (needs plugins/rate-limit.ts registered). */

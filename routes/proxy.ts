@@ -7,7 +7,7 @@ import { Readable } from 'node:stream'
 import { Agent, request as undiciRequest, type Dispatcher } from 'undici'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { ErrorResponse, ProxyFileQuery, ref } from '../src/schemas.js'
+import { errorResponse, ProxyFileQuery } from '../src/schemas.js'
 import { checkPresignedUrl } from '../src/presigned-url.js'
 import { contentDisposition } from '../src/content-disposition.js'
 import { errorHandler } from '../src/error-handler.js'
@@ -27,8 +27,6 @@ const FORWARDED_REQUEST_HEADERS = ['range', 'if-range', 'if-none-match', 'if-mod
 /** Upstream headers a client may see; never x-amz-*, never Set-Cookie. */
 const PASSED_RESPONSE_HEADERS = ['content-length', 'content-range', 'etag', 'last-modified', 'accept-ranges'] as const
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
-
-const errorResponse = (description: string) => ({ ...ref(ErrorResponse), description })
 
 const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastify, opts) => {
   const agent = new Agent({

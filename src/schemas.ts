@@ -27,6 +27,11 @@ export const ErrorResponse = Type.Object({
 }, { $id: 'ErrorResponse' })
 export type ErrorResponse = Static<typeof ErrorResponse>
 
+/** A documented error response of a route: the shared error shape with its own description. */
+export function errorResponse (description: string): TUnsafe<ErrorResponse> & { description: string } {
+  return { ...ref(ErrorResponse), description }
+}
+
 export const HealthResponse = Type.Object({
   status: Type.Literal('ok')
 })
