@@ -114,10 +114,12 @@ async function authPlugin (fastify: import('fastify').FastifyInstance, opts: Aut
   const { orgClaim } = opts
 
   fastify.decorateRequest('organization', '')
-  const verified = new VerifiedTokens()
+  // Only tokens we verify ourselves are remembered: a host's @fastify/jwt may
+  // run its own checks (e.g. a revocation list) on every request.
+  const verified = opts.jwt === undefined ? undefined : new VerifiedTokens()
   fastify.decorate('authenticate', async function authenticate (request: FastifyRequest, reply: FastifyReply) {
     const authorization = request.headers.authorization
-    const known = verified.get(authorization)
+    const known = verified?.get(authorization)
     if (known !== undefined) {
       request.user = known.claims
       request.organization = known.organization
@@ -134,27 +136,29 @@ async function authPlugin (fastify: import('fastify').FastifyInstance, opts: Aut
       throw new AuthenticationFailedError()
     }
     request.organization = organization
-    verified.remember(authorization, request.user, organization)
+    verified?.remember(authorization, request.user, organization)
   })
 }
 
 /** How long a verified token is trusted without re-verification (never beyond its exp). */
-const VERIFIED_TOKEN_TTL_MS = 5 * 60_000
-const VERIFIED_TOKEN_LIMIT = 10_000
+export const VERIFIED_TOKEN_TTL_MS = 5 * 60_000
+export const VERIFIED_TOKEN_LIMIT = 10_000
 
 /**
  * Tokens that verified, by their exact Authorization header. Clients reuse a
  * token for many requests; this skips @fastify/jwt's per-request decoding and
  * option merging for them. Bounded, oldest evicted first.
  */
-class VerifiedTokens {
+export class VerifiedTokens {
   private readonly entries = new Map<string, { claims: TokenClaims, organization: string, until: number }>()
+
+  constructor (private readonly now: () => number = Date.now) {}
 
   get (authorization: string | undefined): { claims: TokenClaims, organization: string } | undefined {
     if (authorization === undefined) return undefined
     const entry = this.entries.get(authorization)
     if (entry === undefined) return undefined
-    if (entry.until <= Date.now()) {
+    if (entry.until <= this.now()) {
       this.entries.delete(authorization)
       return undefined
     }
@@ -164,7 +168,7 @@ class VerifiedTokens {
   remember (authorization: string | undefined, claims: TokenClaims, organization: string): void {
     if (authorization === undefined || typeof claims.exp !== 'number') return
     if (this.entries.size >= VERIFIED_TOKEN_LIMIT) this.entries.delete(this.entries.keys().next().value as string)
-    this.entries.set(authorization, { claims, organization, until: Math.min(claims.exp * 1000, Date.now() + VERIFIED_TOKEN_TTL_MS) })
+    this.entries.set(authorization, { claims, organization, until: Math.min(claims.exp * 1000, this.now() + VERIFIED_TOKEN_TTL_MS) })
   }
 }
 

@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net'
 import { startTestS3 } from './helpers/s3.js'
 import { buildTestApp } from './helpers/app.js'
 import { ecKeyPair, orgToken, rsaKeyPair, signToken, TEST_SECRET } from './helpers/tokens.js'
+import { VerifiedTokens, VERIFIED_TOKEN_LIMIT, VERIFIED_TOKEN_TTL_MS } from '../plugins/auth.js'
 
 const b64 = (value: unknown): string => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')
 /** HS256 over arbitrary header and payload JSON, for shapes a JWT library refuses to produce. */
@@ -174,4 +175,45 @@ t.test('JWKS with a pinned issuer', async t => {
   await expectCases(t, app, [
     { name: 'key set unreachable, uncached kid', authorization: `Bearer ${sign({ org_id: 'org-1', iss: issuer }, 'key-3')}`, status: 503 }
   ])
+})
+
+t.test('verified-token memory: never past exp, at most 5 minutes, bounded', async t => {
+  let now = 1_000_000_000_000
+  const memory = new VerifiedTokens(() => now)
+  const claims = (expInSeconds: number) => ({ org_id: 'org-1', exp: Math.floor(now / 1000) + expInSeconds })
+  memory.remember('Bearer a', claims(60), 'org-1')
+  t.same(memory.get('Bearer a')?.organization, 'org-1')
+  now += 59_000
+  t.ok(memory.get('Bearer a'), 'still valid one second before exp')
+  now += 1_000
+  t.equal(memory.get('Bearer a'), undefined, 'gone at exp (verification decides again, with its own tolerance)')
+
+  memory.remember('Bearer long', claims(24 * 3600), 'org-1')
+  now += VERIFIED_TOKEN_TTL_MS
+  t.equal(memory.get('Bearer long'), undefined, 're-verified after 5 minutes even if exp is far')
+
+  memory.remember('Bearer no-exp', { org_id: 'org-1' }, 'org-1')
+  t.equal(memory.get('Bearer no-exp'), undefined, 'tokens without a numeric exp are never remembered')
+  t.equal(memory.get(undefined), undefined)
+
+  for (let i = 0; i <= VERIFIED_TOKEN_LIMIT; i++) memory.remember(`Bearer ${i}`, claims(600), 'org-1')
+  t.equal(memory.get('Bearer 0'), undefined, 'the oldest is evicted beyond the limit')
+  t.ok(memory.get(`Bearer ${VERIFIED_TOKEN_LIMIT}`), 'the newest is kept')
+})
+
+t.test('with useHostJwt every request goes through the host\'s verification (no memory)', async t => {
+  const s3 = await startTestS3(t)
+  const { default: Fastify } = await import('fastify')
+  const { default: fastifyJwt } = await import('@fastify/jwt')
+  const { artosFiles } = await import('../src/app.js')
+  const host = Fastify()
+  t.teardown(async () => { await host.close() })
+  let revoked = false
+  await host.register(fastifyJwt, { secret: TEST_SECRET, trusted: () => !revoked })
+  await host.register(artosFiles, { bucket: s3.bucket, endpoint: s3.endpoint, forcePathStyle: true, credentials: s3.credentials, useHostJwt: true })
+  const token = orgToken('org-1')
+  const call = async () => (await host.inject({ method: 'POST', url: '/generate-presigned-url', headers: { authorization: `Bearer ${token}` }, payload: { key: 'org-1/a.pdf' } })).statusCode
+  t.equal(await call(), 200)
+  revoked = true
+  t.equal(await call(), 401, 'the host revoked it, and we noticed')
 })
