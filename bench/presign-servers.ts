@@ -23,16 +23,8 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyJwt from '@fastify/jwt'
 import { S3Client, GetObjectCommand } from '@aws-sdk/client-s3'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
-import { buildApp } from '../src/app.js'
 import { TEST_SECRET } from '../test/helpers/tokens.js'
-
-interface BenchS3 {
-  bucket: string
-  region: string
-  endpoint: string
-  forcePathStyle: boolean
-  credentials: { accessKeyId: string, secretAccessKey: string }
-}
+import { announceListening, buildBenchApp, exitChild, listenUntilStopped, onParentGone, readBenchS3 } from './lib.js'
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
 
@@ -44,13 +36,10 @@ const variant = args.variant
 const workers = Number(args.workers)
 if (variant !== 'A' && variant !== 'N' && variant !== 'P') fail('--variant must be A, N or P')
 if (!Number.isInteger(workers) || workers < 1 || (workers > 1 && variant !== 'P')) fail('--workers must be 1, or more with --variant P')
-const raw = process.env.BENCH_S3
-if (raw === undefined || raw === '') fail('BENCH_S3 must be set (started by bench/presign.ts)')
-const s3 = JSON.parse(raw as string) as BenchS3
+const s3 = readBenchS3() ?? fail('BENCH_S3 must be set (started by bench/presign.ts)')
 
 function fail (message: string): never {
-  process.stderr.write(`presign-servers: ${message}\n`)
-  process.exit(2)
+  return exitChild('presign-servers', message)
 }
 
 /** A: what any Fastify route answering this request costs, and nothing more. */
@@ -82,47 +71,23 @@ async function naive (): Promise<FastifyInstance> {
 
 /** P: the real service, as src/server.ts builds it, minus per-org rate limits, docs and logs. */
 async function ours (): Promise<FastifyInstance> {
-  return await buildApp({
-    bucket: s3.bucket,
-    region: s3.region,
-    endpoint: s3.endpoint,
-    forcePathStyle: s3.forcePathStyle,
-    credentials: s3.credentials,
-    jwt: { secret: TEST_SECRET },
-    rateLimit: false,
-    docs: false,
-    logger: false
-  })
+  return await buildBenchApp(s3, { rateLimit: false, docs: false, logger: false })
 }
 
-async function serve (): Promise<string> {
+async function serve (): Promise<{ address: string, stop: () => Promise<void> }> {
   const app = variant === 'A' ? await ceiling() : variant === 'N' ? await naive() : await ours()
-  const address = await app.listen({ host: '127.0.0.1', port: 0 })
-  let stopping = false
-  const stop = async (): Promise<void> => {
-    if (stopping) return
-    stopping = true
-    await app.close().catch(() => {})
-    process.exit(0)
-  }
-  process.once('SIGTERM', () => { void stop() })
-  process.once('SIGINT', () => { void stop() })
-  if (cluster.isWorker) process.once('disconnect', () => { void stop() })
-  return address
-}
-
-function watchParent (onGone: () => void): void {
-  process.stdin.on('end', onGone)
-  process.stdin.resume()
+  const served = await listenUntilStopped(app)
+  if (cluster.isWorker) process.once('disconnect', () => { void served.stop() })
+  return served
 }
 
 if (workers === 1) {
-  const address = await serve()
-  watchParent(() => { process.kill(process.pid, 'SIGTERM') })
-  process.stdout.write(JSON.stringify({ address, pids: [process.pid] }) + '\n')
+  const { address, stop } = await serve()
+  onParentGone(() => { void stop() })
+  announceListening(address)
 } else if (cluster.isWorker) {
   // listen(0) in a cluster: the primary picks the port once, every worker shares it.
-  const address = await serve()
+  const { address } = await serve()
   process.send?.({ address, pid: process.pid })
 } else {
   // Linux default: the primary accepts and hands connections to workers round-robin.
@@ -149,6 +114,6 @@ if (workers === 1) {
   }
   process.once('SIGTERM', stop)
   process.once('SIGINT', stop)
-  watchParent(stop)
-  process.stdout.write(JSON.stringify({ address: started[0].address, pids: [process.pid, ...started.map(s => s.pid)] }) + '\n')
+  onParentGone(stop)
+  announceListening(started[0].address, [process.pid, ...started.map(s => s.pid)])
 }

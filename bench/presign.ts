@@ -24,23 +24,21 @@
  * process (autocannon, the in-process s3rver, the microbenchmark) on CPU 1.
  * Goals are reported as PASS/MISS, never as a failing exit code.
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { createHash, createHmac } from 'node:crypto'
-import { readFileSync, readdirSync, mkdirSync } from 'node:fs'
-import { availableParallelism, loadavg } from 'node:os'
-import { dirname, join, relative } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import type { Readable } from 'node:stream'
+import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { createInterface } from 'node:readline'
 import { startTestS3, externalS3Configured } from '../test/helpers/s3.js'
 import { signToken } from '../test/helpers/tokens.js'
 import { createFilesS3 } from '../plugins/s3.js'
+import {
+  BENCH_DIR, Teardowns, addTo, allCpus, benchCommand, benchS3Json, cpuMeter, describeS3, findProfile, fmt, frameLabel,
+  hostLoad, loadAutocannon, mark, median, newProfileDir, ownCpuSeconds, pinLoadGenerator, pinSelf, positive,
+  projectPath, readCpuProfile, runBench, serverCpuSeconds, startServerChild, stderrLog, stopServerChild, topShares,
+  type ServerChild
+} from './lib.js'
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
 
-const HERE = dirname(fileURLToPath(import.meta.url))
-const ROOT = join(HERE, '..')
 const KEY = 'org-1/documents/2024/quarterly-report.pdf'
 const BODY = JSON.stringify({ key: KEY })
 
@@ -65,15 +63,13 @@ const connections = Math.round(positive('connections', args.connections))
 const microMs = positive('micro-ms', args['micro-ms'])
 const microRepeats = Math.round(positive('micro-repeats', args['micro-repeats']))
 
-function positive (name: string, value: string | undefined): number {
-  const n = Number(value)
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, got ${String(value)}`)
-  return n
-}
+const log = stderrLog('bench')
+const teardowns = new Teardowns(log)
+const pinning = pinLoadGenerator(args['no-pin'], 'yes (servers A, N, P: CPU 0; autocannon + in-process s3rver + microbenchmark: CPU 1)')
+const CPUS = pinning.cpus
+const ALL_CPUS = allCpus(CPUS)
 
-const log = (msg: string): void => { process.stderr.write(`bench: ${msg}\n`) }
-
-// ---------- autocannon, loaded lazily so the type check needs neither it nor its types ----------
+// ---------- autocannon, typed as far as it is used ----------
 interface CannonResult {
   requests: { total: number }
   duration: number
@@ -86,112 +82,21 @@ interface CannonInstance extends PromiseLike<CannonResult> {
   on: (event: 'response', fn: (client: unknown, status: number, bytes: number, ms: number) => void) => void
 }
 type Cannon = (opts: Record<string, unknown>) => CannonInstance
-async function loadAutocannon (): Promise<Cannon> {
-  const name = 'autocannon'
-  try {
-    const mod = await import(name) as { default: Cannon }
-    return mod.default
-  } catch {
-    throw new Error('autocannon is not installed: npm i -D autocannon@^8 (or npm i --no-save autocannon@^8)')
-  }
-}
-
-// ---------- teardown collector (the shape startTestS3 expects) ----------
-const teardowns: Array<() => unknown> = []
-const collector = { teardown: (fn: () => unknown) => { teardowns.push(fn) } }
-async function runTeardowns (): Promise<void> {
-  while (teardowns.length > 0) {
-    const fn = teardowns.pop() as () => unknown
-    try { await fn() } catch (err) { log(`teardown failed: ${String(err)}`) }
-  }
-}
-
-// ---------- CPU pinning ----------
-function hasTaskset (): boolean {
-  try { execFileSync('taskset', ['-V'], { stdio: 'ignore' }); return true } catch { return false }
-}
-const CPUS = availableParallelism() // before pinning narrows it
-const ALL_CPUS = `0-${CPUS - 1}`
-const canPin = CPUS >= 2 && hasTaskset()
-const pin = !args['no-pin'] && canPin
-/** Pins every thread of this process (autocannon, s3rver, libuv pool) to `cpus`. */
-function pinSelf (cpus: string): void {
-  execFileSync('taskset', ['-a', '-p', '-c', cpus, String(process.pid)], { stdio: 'ignore' })
-}
-let pinning: string
-if (pin) {
-  try {
-    pinSelf('1')
-    pinning = 'yes (servers A, N, P: CPU 0; autocannon + in-process s3rver + microbenchmark: CPU 1)'
-  } catch (err) {
-    pinning = `no (taskset failed: ${String(err)})`
-  }
-} else {
-  pinning = args['no-pin'] ? 'no (--no-pin)' : `no (${hasTaskset() ? 'fewer than 2 CPUs' : 'taskset not found'})`
-}
-const pinned = pinning.startsWith('yes')
-
-// ---------- /proc readings ----------
-const CLK_TCK = (() => { try { return Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100 } catch { return 100 } })()
-/** User + system CPU seconds of a process. */
-function cpuSeconds (pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
-}
-/** CPU seconds all CPUs spent busy since boot, for spotting other load on the host. */
-function hostBusySeconds (): number {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number)
-  const [user, nice, system, , , irq, softirq, steal] = f
-  return (user + nice + system + irq + softirq + steal) / CLK_TCK
-}
-const ownCpu = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6 }
 
 // ---------- stats ----------
-function median (xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const mid = s.length >> 1
-  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2
-}
 function percentile (sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return NaN
   return sorted[Math.min(sorted.length - 1, Math.ceil(p / 100 * sorted.length) - 1)]
 }
-const fmt = (n: number, digits = 1): string => n.toFixed(digits)
 const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US')
 
 // ---------- server children ----------
-interface Child { name: string, proc: ChildProcess, pids: number[], address: string, exited: Promise<number | null> }
-
-async function startServer (name: string, argv: string[], env: Record<string, string>, cpus: string | undefined, profileDir?: string): Promise<Child> {
-  const nodeArgs = [...process.execArgv]
-  if (profileDir !== undefined) nodeArgs.push('--cpu-prof', '--cpu-prof-dir', profileDir)
-  nodeArgs.push(join(HERE, 'presign-servers.ts'), ...argv)
-  // Children inherit this process's affinity, so an unpinned child is given every CPU explicitly.
-  const [cmd, cmdArgs] = cpus !== undefined
-    ? ['taskset', ['-c', cpus, process.execPath, ...nodeArgs]]
-    : [process.execPath, nodeArgs]
-  const proc = spawn(cmd, cmdArgs as string[], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] })
-  const exited = new Promise<number | null>(resolve => { proc.once('exit', code => { resolve(code) }) })
-  const line = await new Promise<string>((resolve, reject) => {
-    const rl = createInterface({ input: proc.stdout as Readable })
-    rl.once('line', l => { rl.close(); resolve(l) })
-    proc.once('exit', code => { reject(new Error(`server ${name} exited (${String(code)}) before listening`)) })
-    proc.once('error', reject)
-  })
-  const { address, pids } = JSON.parse(line) as { address: string, pids: number[] }
-  return { name, proc, pids, address, exited }
+/** `cpus`: children inherit this process's affinity, so an unpinned child is given every CPU explicitly. */
+async function startServer (name: string, argv: string[], env: Record<string, string>, cpus: string | undefined, profileDir?: string): Promise<ServerChild> {
+  const child = await startServerChild({ name, script: join(BENCH_DIR, 'presign-servers.ts'), args: argv, env, cpus, profileDir })
+  teardowns.teardown(async () => { await stopServerChild(child) })
+  return child
 }
-
-async function stopServer (child: Child): Promise<void> {
-  if (child.proc.exitCode !== null || child.proc.signalCode !== null) return
-  child.proc.kill('SIGTERM')
-  const timer = setTimeout(() => { child.proc.kill('SIGKILL') }, 10_000)
-  await child.exited
-  clearTimeout(timer)
-}
-
-const childCpu = (child: Child): number => child.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0)
 
 // ---------- load ----------
 interface Run {
@@ -209,11 +114,11 @@ interface Run {
 let autocannon: Cannon
 let token = ''
 
-async function load (child: Child, seconds: number, record: boolean): Promise<Run> {
+async function load (child: ServerChild, seconds: number, record: boolean): Promise<Run> {
   let latencies = new Float64Array(1 << 16)
   let n = 0
-  const cpu0 = childCpu(child)
-  const own0 = ownCpu()
+  const cpu0 = serverCpuSeconds(child)
+  const own0 = ownCpuSeconds()
   const t0 = performance.now()
   const instance = autocannon({
     url: `${child.address}/generate-presigned-url`,
@@ -233,8 +138,8 @@ async function load (child: Child, seconds: number, record: boolean): Promise<Ru
   }
   const result = await instance
   const wall = (performance.now() - t0) / 1000
-  const serverCpu = childCpu(child) - cpu0
-  const loadgenCpu = ownCpu() - own0
+  const serverCpu = serverCpuSeconds(child) - cpu0
+  const loadgenCpu = ownCpuSeconds() - own0
   const bad = result.non2xx + result.errors + result.timeouts
   if (bad > 0) {
     throw new Error(`${child.name}: ${result.non2xx} non-2xx, ${result.errors} errors, ${result.timeouts} timeouts ` +
@@ -251,7 +156,7 @@ async function load (child: Child, seconds: number, record: boolean): Promise<Ru
   }
 }
 
-async function measure (child: Child): Promise<Run> {
+async function measure (child: ServerChild): Promise<Run> {
   await load(child, warmup, false)
   const run = await load(child, duration, true)
   log(`${child.name.padEnd(3)} ${fmtInt(run.rps).padStart(7)} req/s  p50 ${fmt(run.p50, 2)} ms  p99 ${fmt(run.p99, 2)} ms  ` +
@@ -273,7 +178,7 @@ function summarize (runs: Run[]): Summary {
 }
 
 /** Checks one response of a server: 200, a URL, and (N, P) that the URL downloads the object. */
-async function check (child: Child, expectBody: string | undefined): Promise<string> {
+async function check (child: ServerChild, expectBody: string | undefined): Promise<string> {
   const res = await fetch(`${child.address}/generate-presigned-url`, {
     method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: BODY
   })
@@ -387,13 +292,6 @@ async function microbenchmark (s3: Awaited<ReturnType<typeof startTestS3>>): Pro
 }
 
 // ---------- CPU profile summary ----------
-interface ProfileNode { id: number, callFrame: { functionName: string, url: string, lineNumber: number }, children?: number[] }
-interface CpuProfile { nodes: ProfileNode[], samples: number[], timeDeltas: number[] }
-
-function where (url: string): string {
-  const path = url.replace(/^file:\/\//, '')
-  return path.startsWith(ROOT) ? relative(ROOT, path) : path
-}
 const SOCKET_WRITES = new Set(['writev', 'writeBuffer', 'writeUtf8String', 'writeLatin1String', 'writeAsciiString'])
 
 /**
@@ -402,26 +300,19 @@ const SOCKET_WRITES = new Set(['writev', 'writeBuffer', 'writeUtf8String', 'writ
  * SDK's). Idle time is left out; module loading at start-up is a line of its own.
  */
 function profileSummary (file: string, n = 15): string[] {
-  const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile
-  const byId = new Map(profile.nodes.map(node => [node.id, node]))
-  const parent = new Map<number, number>()
-  for (const node of profile.nodes) for (const c of node.children ?? []) parent.set(c, node.id)
+  const { samples, frameOf, parentOf } = readCpuProfile(file)
   const self = new Map<string, number>()
   const charged = new Map<string, number>()
   let total = 0
-  profile.samples.forEach((id, i) => {
-    const dt = profile.timeDeltas[i] ?? 0
-    const leaf = (byId.get(id) as ProfileNode).callFrame
-    if (leaf.functionName === '(idle)') return
+  for (const { id, frame: leaf, us: dt } of samples) {
+    if (leaf.functionName === '(idle)') continue
     total += dt
-    const leafUrl = where(leaf.url)
-    const name = `${leaf.functionName === '' ? '(anonymous)' : leaf.functionName}${leafUrl === '' ? '' : ` ${leafUrl}:${leaf.lineNumber + 1}`}`
-    self.set(name, (self.get(name) ?? 0) + dt)
+    addTo(self, frameLabel(leaf), dt)
     const stack: string[] = []
-    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) stack.push(where((byId.get(cur) as ProfileNode).callFrame.url))
+    for (let cur: number | undefined = id; cur !== undefined; cur = parentOf(cur)) stack.push(projectPath(frameOf(cur).url))
     let owner: string | undefined
     if (stack.some(u => u.startsWith('node:internal/modules/'))) owner = 'start-up: loading modules'
-    else if (leafUrl === '' && SOCKET_WRITES.has(leaf.functionName)) owner = 'socket writes (the syscall, incl. loopback TCP)'
+    else if (projectPath(leaf.url) === '' && SOCKET_WRITES.has(leaf.functionName)) owner = 'socket writes (the syscall, incl. loopback TCP)'
     else {
       for (const u of stack) {
         const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(u)
@@ -430,26 +321,25 @@ function profileSummary (file: string, n = 15): string[] {
       }
       owner ??= stack.find(u => u.startsWith('node:')) ?? leaf.functionName
     }
-    charged.set(owner, (charged.get(owner) ?? 0) + dt)
-  })
-  const line = ([what, us]: [string, number]): string => `${fmt(100 * us / total).padStart(5)}%  ${fmt(us / 1000, 0).padStart(7)} ms  ${what}`
+    addTo(charged, owner, dt)
+  }
   return [
     `non-idle: ${fmt(total / 1e6, 2)} s (wall-clock samples: time the process was preempted counts too)`,
     'top frames by self time:',
-    ...[...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, n).map(line),
+    ...topShares(self, total, n),
     'self time charged to the nearest package / project file on the stack:',
-    ...[...charged.entries()].sort((a, b) => b[1] - a[1]).slice(0, n).map(line)
+    ...topShares(charged, total, n)
   ]
 }
 
 // ---------- main ----------
 async function main (): Promise<void> {
   const wallStart = performance.now()
-  const loadStart = loadavg()[0]
-  autocannon = await loadAutocannon()
-  log(`pinning: ${pinning}`)
-  const s3 = await startTestS3(collector)
-  const s3Label = externalS3Configured() ? `external ${s3.endpoint} (S3_TEST_*)` : `s3rver in-process ${s3.endpoint}`
+  const loadStart = hostLoad()
+  autocannon = await loadAutocannon<Cannon>()
+  log(`pinning: ${pinning.label}`)
+  const s3 = await startTestS3(teardowns)
+  const s3Label = describeS3(s3.endpoint, externalS3Configured())
   log(`S3: ${s3Label}, bucket ${s3.bucket}`)
   const objectBody = 'presign benchmark object\n'
   await s3.put(KEY, objectBody, 'application/pdf')
@@ -459,46 +349,32 @@ async function main (): Promise<void> {
 
   // 1. HTTP: A, N, P on CPU 0.
   token = signToken({ sub: 'bench', org_id: 'org-1' }, { expiresInSeconds: 6 * 3600 })
-  const env = {
-    BENCH_S3: JSON.stringify({ bucket: s3.bucket, region: s3.region, endpoint: s3.endpoint, forcePathStyle: s3.forcePathStyle, credentials: s3.credentials })
-  }
-  let profileDir: string | undefined
-  if (args['cpu-prof']) {
-    profileDir = join(HERE, 'profiles', new Date().toISOString().replace(/[:.]/g, '-'))
-    mkdirSync(profileDir, { recursive: true })
-  }
-  const serverCpus = pinned ? '0' : canPin ? ALL_CPUS : undefined
+  const env = { BENCH_S3: benchS3Json(s3) }
+  const profileDir = args['cpu-prof'] ? newProfileDir() : undefined
+  const serverCpus = pinning.pinned ? '0' : pinning.canPin ? ALL_CPUS : undefined
   const P = await startServer('P', ['--variant', 'P'], env, serverCpus, profileDir)
-  collector.teardown(async () => { await stopServer(P) })
   const N = await startServer('N', ['--variant', 'N'], env, serverCpus)
-  collector.teardown(async () => { await stopServer(N) })
   // A answers with a real URL of P's, so the bytes on the wire are the same.
   const sampleUrl = await check(P, objectBody)
   await check(N, objectBody)
   const A = await startServer('A', ['--variant', 'A'], { ...env, BENCH_CONSTANT_URL: sampleUrl }, serverCpus)
-  collector.teardown(async () => { await stopServer(A) })
   await check(A, undefined)
   log(`servers: A ${A.address} (pid ${A.pids.join(',')}), N ${N.address} (pid ${N.pids.join(',')}), P ${P.address} (pid ${P.pids.join(',')})`)
 
   const runs: Record<'A' | 'N' | 'P', Run[]> = { A: [], N: [], P: [] }
-  const foreign0 = hostBusySeconds() - ownCpu() - [A, N, P].reduce((s, c) => s + childCpu(c), 0)
-  const httpStart = performance.now()
+  const httpCpu = cpuMeter([A, N, P].flatMap(c => c.pids))
   for (let i = 0; i < repeats; i++) {
     log(`round ${i + 1}/${repeats}`)
     for (const child of [A, N, P]) runs[child.name as 'A' | 'N' | 'P'].push(await measure(child))
   }
-  const httpSeconds = (performance.now() - httpStart) / 1000
-  const foreignCpu = hostBusySeconds() - ownCpu() - [A, N, P].reduce((s, c) => s + childCpu(c), 0) - foreign0
-  await stopServer(A)
-  await stopServer(N)
-  await stopServer(P)
+  const foreignPct = httpCpu().others
+  await stopServerChild(A)
+  await stopServerChild(N)
+  await stopServerChild(P)
   const hot: string[] = []
-  if (profileDir !== undefined) {
-    // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the main thread (tsx's loader has its own).
-    const file = readdirSync(profileDir).find(f => /\.0\.\d+\.cpuprofile$/.test(f))
-    if (file === undefined) log(`no .cpuprofile written in ${profileDir}`)
-    else hot.push(`CPU profile of P: ${relative(ROOT, join(profileDir, file))} (whole child lifetime)`, ...profileSummary(join(profileDir, file)))
-  }
+  // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the main thread (tsx's loader has its own).
+  const profile = profileDir === undefined ? undefined : findProfile(profileDir, /\.0\.\d+\.cpuprofile$/, log)
+  if (profile !== undefined) hot.push(`CPU profile of P: ${projectPath(profile)} (whole child lifetime)`, ...profileSummary(profile))
   const a = summarize(runs.A)
   const n = summarize(runs.N)
   const p = summarize(runs.P)
@@ -506,35 +382,28 @@ async function main (): Promise<void> {
   // 3. Scaling: P with 1 process vs 2 cluster workers; everything on every CPU.
   let scaling: { p1: Summary, p2: Summary, foreignPct: number } | undefined
   if (!args['no-scaling']) {
-    if (canPin) pinSelf(ALL_CPUS)
-    const P1 = await startServer('P1', ['--variant', 'P'], env, canPin ? ALL_CPUS : undefined)
-    collector.teardown(async () => { await stopServer(P1) })
-    const P2 = await startServer('P2', ['--variant', 'P', '--workers', '2'], env, canPin ? ALL_CPUS : undefined)
-    collector.teardown(async () => { await stopServer(P2) })
+    if (pinning.canPin) pinSelf(ALL_CPUS)
+    const P1 = await startServer('P1', ['--variant', 'P'], env, pinning.canPin ? ALL_CPUS : undefined)
+    const P2 = await startServer('P2', ['--variant', 'P', '--workers', '2'], env, pinning.canPin ? ALL_CPUS : undefined)
     await check(P1, objectBody)
     await check(P2, objectBody)
     log(`scaling (unpinned): P1 ${P1.address}, P2 ${P2.address} (pids ${P2.pids.join(',')}: primary, workers)`)
     const r1: Run[] = []
     const r2: Run[] = []
-    const others = (): number => hostBusySeconds() - ownCpu() - childCpu(P1) - childCpu(P2)
-    const others0 = others()
-    const t0 = performance.now()
+    const scalingCpu = cpuMeter([...P1.pids, ...P2.pids])
     for (let i = 0; i < repeats; i++) {
       log(`scaling round ${i + 1}/${repeats}`)
       r1.push(await measure(P1))
       r2.push(await measure(P2))
     }
-    const foreignPct = 100 * Math.max(0, others() - others0) / ((performance.now() - t0) / 1000)
-    await stopServer(P1)
-    await stopServer(P2)
-    scaling = { p1: summarize(r1), p2: summarize(r2), foreignPct }
+    const scalingForeignPct = scalingCpu().others
+    await stopServerChild(P1)
+    await stopServerChild(P2)
+    scaling = { p1: summarize(r1), p2: summarize(r2), foreignPct: scalingForeignPct }
   }
-  await runTeardowns()
+  await teardowns.run()
 
   // ---------- report ----------
-  const mark = (ok: boolean): string => ok ? 'PASS' : 'MISS'
-  const argv = process.argv.slice(2).join(' ')
-  const command = `AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true npx tsx bench/presign.ts${argv === '' ? '' : ' ' + argv}`
   const serverRow = (name: string, s: Summary): string =>
     `| ${name} | ${fmtInt(s.rps)} | ${s.runs.map(fmtInt).join(', ')} | ${fmt(s.p50, 2)} | ${fmt(s.p99, 2)} | ${fmt(s.serverUs)} | ${fmt(s.loadgenPct, 0)}% |`
   const bound = (s: Summary): number => CPUS * 1e6 / (s.serverUs + s.loadgenUs)
@@ -567,14 +436,14 @@ async function main (): Promise<void> {
     '',
     '| Context | Value |',
     '|---|---|',
-    `| CPU pinning | ${pinning}${scaling === undefined ? '' : '; scaling rows P1/P2: unpinned'} |`,
+    `| CPU pinning | ${pinning.label}${scaling === undefined ? '' : '; scaling rows P1/P2: unpinned'} |`,
     `| Node | ${process.version}, ${CPUS} CPUs |`,
     `| S3 | ${s3Label} (not contacted while presigning) |`,
     `| Request | \`POST /generate-presigned-url\`, body \`${BODY}\`, HS256 Bearer token (same for all) |`,
-    `| Other processes' CPU during A/N/P rounds | ${fmt(100 * Math.max(0, foreignCpu) / httpSeconds, 0)}% of one CPU${scaling === undefined ? '' : `; during P1/P2 rounds ${fmt(scaling.foreignPct, 0)}%`} (above a few %, figures are noisy) |`,
-    `| Host load (1-min loadavg, start → end) | ${fmt(loadStart, 2)} → ${fmt(loadavg()[0], 2)} |`,
+    `| Other processes' CPU during A/N/P rounds | ${fmt(foreignPct, 0)}% of one CPU${scaling === undefined ? '' : `; during P1/P2 rounds ${fmt(scaling.foreignPct, 0)}%`} (above a few %, figures are noisy) |`,
+    `| Host load (1-min loadavg, start → end) | ${fmt(loadStart, 2)} → ${fmt(hostLoad(), 2)} |`,
     `| Wall time | ${fmt((performance.now() - wallStart) / 1000, 0)} s |`,
-    `| Command | \`${command}\` |`,
+    `| Command | \`${benchCommand('presign.ts')}\` |`,
     ''
   ]
   if (a.loadgenPct >= 90) {
@@ -587,16 +456,4 @@ async function main (): Promise<void> {
   process.stdout.write(out.join('\n'))
 }
 
-let interrupted = false
-process.once('SIGINT', () => {
-  if (interrupted) return
-  interrupted = true
-  log('interrupted; cleaning up')
-  void runTeardowns().finally(() => process.exit(130))
-})
-
-main().catch(async (err: unknown) => {
-  log(`FAILED: ${err instanceof Error ? err.stack ?? err.message : String(err)}`)
-  await runTeardowns()
-  process.exit(1)
-})
+await runBench(main, teardowns, log, { stack: true })

@@ -25,20 +25,20 @@
  * autocannon (a devDependency) is loaded lazily, so the type check needs neither
  * it nor its types.
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { availableParallelism, loadavg } from 'node:os'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { createInterface } from 'node:readline'
-import type { Readable } from 'node:stream'
+import {
+  MiB, ROOT, Teardowns, announceListening, benchCommand, benchS3Json, buildBenchApp, cpuMeter, fetchPresignedUrl, fmt,
+  fmtMiB, hostLoad, listenUntilStopped, loadAutocannon, mark, metricTable, onParentGone, pinLoadGenerator, proxyUrlFor,
+  readBenchS3, runBench, startServerChild, stderrLog, stopServerChild, vmBytes, type BenchS3
+} from './lib.js'
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
 
 const SERVE_ENV = 'BENCH_SOAK_SERVE'
-const MiB = 1024 * 1024
 const KEY = 'org-1/soak/64k.bin'
 const OBJECT_SIZE = 64 * 1024
 const WARMUP_SECONDS = 2
@@ -47,33 +47,15 @@ const LOAD = 0.8
 const SLOPE_GOAL_MIB_PER_MIN = 5
 /** The presigned URL (and so the run) must stay within the app's default 1-hour URL lifetime. */
 const MAX_SOAK_SECONDS = 3300
-const HERE = dirname(fileURLToPath(import.meta.url))
-const ROOT = join(HERE, '..')
 const SELF = fileURLToPath(import.meta.url)
 
-const log = (msg: string): void => { process.stderr.write(`soak: ${msg}\n`) }
-
-interface BenchS3 {
-  bucket: string
-  region: string
-  endpoint: string
-  forcePathStyle: boolean
-  credentials: { accessKeyId: string, secretAccessKey: string }
-}
+const log = stderrLog('soak')
 
 // ====================== the server child ======================
 
 async function serve (s3: BenchS3): Promise<void> {
-  const { buildApp } = await import('../src/app.js')
-  const { TEST_SECRET } = await import('../test/helpers/tokens.js')
   const delay = process.env.MAX_EVENT_LOOP_DELAY_MS
-  const app = await buildApp({
-    bucket: s3.bucket,
-    region: s3.region,
-    endpoint: s3.endpoint,
-    forcePathStyle: s3.forcePathStyle,
-    credentials: s3.credentials,
-    jwt: { secret: TEST_SECRET },
+  const app = await buildBenchApp(s3, {
     // One organization sends all the traffic: per-organization limits would answer 429.
     rateLimit: false,
     docs: false,
@@ -81,19 +63,9 @@ async function serve (s3: BenchS3): Promise<void> {
     logger: { level: 'warn', stream: process.stderr },
     ...(delay === undefined || delay === '' ? {} : { maxEventLoopDelayMs: Number(delay) })
   })
-  const address = await app.listen({ host: '127.0.0.1', port: 0 })
-  let stopping = false
-  const stop = async (): Promise<void> => {
-    if (stopping) return
-    stopping = true
-    await app.close().catch(() => {})
-    process.exit(0)
-  }
-  process.once('SIGTERM', () => { void stop() })
-  process.once('SIGINT', () => { void stop() })
-  process.stdin.on('end', () => { void stop() }) // the parent died
-  process.stdin.resume()
-  process.stdout.write(JSON.stringify({ address, pid: process.pid }) + '\n')
+  const { address, stop } = await listenUntilStopped(app)
+  onParentGone(() => { void stop() })
+  announceListening(address)
 }
 
 // ====================== autocannon, typed as far as we use it ======================
@@ -123,51 +95,6 @@ interface AcResult {
 }
 type Autocannon = (opts: AcOptions) => Promise<AcResult>
 
-async function loadAutocannon (): Promise<Autocannon> {
-  const name = 'autocannon' // not a literal import: the type check must pass where it is not installed
-  try {
-    const mod = await import(name)
-    return (mod.default ?? mod) as Autocannon
-  } catch {
-    throw new Error('autocannon is not installed: npm ci (it is a devDependency), or npm i --no-save autocannon@^8')
-  }
-}
-
-// ====================== /proc readings ======================
-
-function vmRss (pid: number): number {
-  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  if (m === null) throw new Error(`no VmRSS in /proc/${pid}/status`)
-  return Number(m[1]) * 1024
-}
-const CLK_TCK = (() => { try { return Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100 } catch { return 100 } })()
-function cpuSeconds (pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
-}
-function hostBusySeconds (): number {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number)
-  const [user, nice, system, , , irq, softirq, steal] = f
-  return (user + nice + system + irq + softirq + steal) / CLK_TCK
-}
-const ownCpuSeconds = (): number => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6 }
-
-/** CPU use of the server child, this process and everything else over one phase, each in % of one core. */
-function cpuMeter (pid: number): () => { server: number, client: number, others: number } {
-  const t0 = performance.now()
-  const s0 = cpuSeconds(pid)
-  const c0 = ownCpuSeconds()
-  const h0 = hostBusySeconds()
-  return () => {
-    const wall = (performance.now() - t0) / 1000
-    const server = cpuSeconds(pid) - s0
-    const client = ownCpuSeconds() - c0
-    const others = Math.max(0, hostBusySeconds() - h0 - server - client)
-    return { server: 100 * server / wall, client: 100 * client / wall, others: 100 * others / wall }
-  }
-}
-
 /** Least-squares slope of y over x. */
 function slope (points: Array<[number, number]>): number {
   const n = points.length
@@ -182,16 +109,7 @@ function slope (points: Array<[number, number]>): number {
 
 // ====================== the parent: load generator ======================
 
-const teardowns: Array<() => unknown> = []
-const collector = { teardown: (fn: () => unknown) => { teardowns.push(fn) } }
-async function runTeardowns (): Promise<void> {
-  while (teardowns.length > 0) {
-    const fn = teardowns.pop() as () => unknown
-    try { await fn() } catch (err) { log(`teardown failed: ${String(err)}`) }
-  }
-}
-
-interface Child { proc: ChildProcess, pid: number, address: string, exited: Promise<number | null> }
+const teardowns = new Teardowns(log)
 
 /** Server log lines at warn and above: kind and time, the first few of each kind echoed to stderr. */
 const serverLines: Array<{ kind: string, time: number }> = []
@@ -223,38 +141,6 @@ function summarizeLines (from: number, to: number, inside: boolean): string {
   return total === 0 ? '0' : `${total}: ${[...counts].map(([k, n]) => `${n}× ${k}`).join('; ')}`
 }
 
-async function startServerChild (pin: boolean, s3: BenchS3): Promise<Child> {
-  const nodeArgs = [...process.execArgv, SELF]
-  const [cmd, argv] = pin ? ['taskset', ['-c', '0', process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs]
-  const proc = spawn(cmd, argv as string[], {
-    cwd: ROOT, env: { ...process.env, [SERVE_ENV]: JSON.stringify(s3) }, stdio: ['pipe', 'pipe', 'pipe']
-  })
-  createInterface({ input: proc.stderr as Readable }).on('line', tallyServerLine)
-  const exited = new Promise<number | null>(resolve => { proc.once('exit', code => { resolve(code) }) })
-  const line = await new Promise<string>((resolve, reject) => {
-    const rl = createInterface({ input: proc.stdout as Readable })
-    rl.once('line', l => { rl.close(); resolve(l) })
-    proc.once('exit', code => { reject(new Error(`server child exited (${String(code)}) before listening`)) })
-    proc.once('error', reject)
-  })
-  const { address, pid } = JSON.parse(line) as { address: string, pid: number }
-  return { proc, pid, address, exited }
-}
-
-async function stopServerChild (child: Child): Promise<void> {
-  if (child.proc.exitCode !== null || child.proc.signalCode !== null) return
-  child.proc.kill('SIGTERM')
-  const timer = setTimeout(() => { child.proc.kill('SIGKILL') }, 10_000)
-  await child.exited
-  clearTimeout(timer)
-}
-
-function hasTaskset (): boolean {
-  try { execFileSync('taskset', ['-V'], { stdio: 'ignore' }); return true } catch { return false }
-}
-
-const fmt = (n: number, digits = 1): string => n.toFixed(digits)
-const fmtMiB = (bytes: number): string => `${fmt(bytes / MiB)} MiB`
 const perSecond = (r: AcResult): number => r['2xx'] / r.duration
 const completedPerSecond = (r: AcResult): number => r.requests.total / r.duration
 const socketErrors = (r: AcResult): number => r.errors - r.timeouts // autocannon counts timeouts among errors
@@ -288,42 +174,34 @@ async function main (): Promise<void> {
   // Bounded whatever happens: the whole run gets its planned time plus two minutes.
   const watchdog = setTimeout(() => {
     log('watchdog: the run overran its time budget; stopping')
-    void runTeardowns().finally(() => process.exit(1))
+    void teardowns.run().finally(() => process.exit(1))
   }, (WARMUP_SECONDS + MAX_SECONDS + seconds + 120) * 1000)
   watchdog.unref()
 
-  const autocannon = await loadAutocannon()
+  const autocannon = await loadAutocannon<Autocannon>()
   const acVersion = (JSON.parse(readFileSync(join(ROOT, 'node_modules/autocannon/package.json'), 'utf8')) as { version: string }).version
 
-  const CPUS = availableParallelism()
-  const pin = !args['no-pin'] && CPUS >= 2 && hasTaskset()
-  let pinning: string
+  // Imported here, not up front: the server child runs this file too, and must not load s3rver.
   const { startTestS3, externalS3Configured } = await import('../test/helpers/s3.js')
   const { signToken } = await import('../test/helpers/tokens.js')
-  if (pin) {
-    try {
-      execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' })
-      pinning = externalS3Configured()
-        ? 'yes (server child: CPU 0; autocannon: CPU 1; the external S3 is not pinned)'
-        : 'yes (server child: CPU 0; autocannon + in-process s3rver: CPU 1)'
-    } catch (err) {
-      pinning = `no (taskset failed: ${String(err)})`
-    }
-  } else {
-    pinning = args['no-pin'] ? 'no (--no-pin)' : `no (${hasTaskset() ? 'fewer than 2 CPUs' : 'taskset not found'})`
-  }
+  const pinning = pinLoadGenerator(args['no-pin'], externalS3Configured()
+    ? 'yes (server child: CPU 0; autocannon: CPU 1; the external S3 is not pinned)'
+    : 'yes (server child: CPU 0; autocannon + in-process s3rver: CPU 1)')
 
-  const s3 = await startTestS3(collector)
+  const s3 = await startTestS3(teardowns)
   const s3Label = externalS3Configured() ? `external (${s3.endpoint})` : 's3rver, in-process'
   const body = randomBytes(OBJECT_SIZE)
   await s3.put(KEY, body)
   const digest = createHash('sha256').update(body).digest('hex')
   log(`s3: ${s3Label}, uploaded ${KEY} (${OBJECT_SIZE} bytes)`)
 
-  const child = await startServerChild(pin, {
-    bucket: s3.bucket, region: s3.region, endpoint: s3.endpoint, forcePathStyle: s3.forcePathStyle, credentials: s3.credentials
+  const child = await startServerChild({
+    script: SELF,
+    env: { [SERVE_ENV]: benchS3Json(s3) },
+    cpus: pinning.pin ? '0' : undefined,
+    onStderrLine: tallyServerLine
   })
-  collector.teardown(async () => { await stopServerChild(child) })
+  teardowns.teardown(async () => { await stopServerChild(child) })
   log(`server child pid ${child.pid} on ${child.address}`)
   if (!child.address.startsWith('http://127.0.0.1:')) throw new Error(`server is not on loopback: ${child.address}`)
 
@@ -331,12 +209,8 @@ async function main (): Promise<void> {
   const token = signToken({ sub: 'soak', org_id: 'org-1' }, { expiresInSeconds: seconds + 3600 })
   const authorization = `Bearer ${token}`
   const presignBody = JSON.stringify({ key: KEY })
-  const presigned = await fetch(`${child.address}/generate-presigned-url`, {
-    method: 'POST', headers: { authorization, 'content-type': 'application/json' }, body: presignBody
-  })
-  if (presigned.status !== 200) throw new Error(`presign failed: ${presigned.status} ${await presigned.text()}`)
-  const directUrl = ((await presigned.json()) as { url: string }).url
-  const proxyUrl = `${child.address}/api/v1/proxy/file?presigned_url=${encodeURIComponent(directUrl)}`
+  const directUrl = await fetchPresignedUrl(child.address, authorization, KEY)
+  const proxyUrl = proxyUrlFor(child.address, directUrl)
   const check = await fetch(proxyUrl, { headers: { authorization } })
   const got = Buffer.from(await check.arrayBuffer())
   if (check.status !== 200 || createHash('sha256').update(got).digest('hex') !== digest) {
@@ -365,7 +239,7 @@ async function main (): Promise<void> {
 
   // ---- max ----
   log(`max: ${WARMUP_SECONDS} s warm-up + ${MAX_SECONDS} s at full speed, ${connections} connections per endpoint`)
-  const maxCpu = cpuMeter(child.pid)
+  const maxCpu = cpuMeter(child.pids)
   const [maxPresign, maxProxy] = await both(MAX_SECONDS, undefined, true)
   const maxCpuUse = maxCpu()
   const maxRates: [number, number] = [perSecond(maxPresign), perSecond(maxProxy)]
@@ -383,7 +257,7 @@ async function main (): Promise<void> {
   const samples: Array<[number, number]> = []
   const t0 = performance.now()
   const sample = (): void => {
-    try { samples.push([(performance.now() - t0) / 60_000, vmRss(child.pid)]) } catch { /* the child is gone: the soak's errors show it */ }
+    try { samples.push([(performance.now() - t0) / 60_000, vmBytes(child.pid, 'VmRSS')]) } catch { /* the child is gone: the soak's errors show it */ }
   }
   sample()
   const rssStart = samples[0][1]
@@ -392,7 +266,7 @@ async function main (): Promise<void> {
     const n = samples.length - 1
     if (n % 10 === 0) log(`  ${n} s: VmRSS ${fmtMiB(samples[samples.length - 1][1])}`)
   }, 1000)
-  const soakCpu = cpuMeter(child.pid)
+  const soakCpu = cpuMeter(child.pids)
   const soakStartEpoch = Date.now()
   const [soakPresign, soakProxy] = await both(seconds, targets).finally(() => { clearInterval(sampler) })
   const soakEndEpoch = Date.now()
@@ -411,7 +285,7 @@ async function main (): Promise<void> {
   const troughs = [0, 1, 2].map(i => Math.min(...mib.filter(([x]) => x >= span * i / 3 && x <= span * (i + 1) / 3).map(([, y]) => y)))
 
   await stopServerChild(child)
-  await runTeardowns()
+  await teardowns.run()
 
   const soakTotal = soakPresign.requests.total + soakProxy.requests.total
   const achieved = completedPerSecond(soakPresign) + completedPerSecond(soakProxy)
@@ -421,9 +295,6 @@ async function main (): Promise<void> {
   // server logs about those is told apart from what it logs in the soak's steady state.
   const steadyFrom = soakStartEpoch + 500
   const steadyTo = soakEndEpoch - 500
-  const argv = process.argv.slice(2).join(' ')
-  const command = `AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true npx tsx bench/soak.ts${argv === '' ? '' : ' ' + argv}`
-  const mark = (ok: boolean): string => ok ? 'PASS' : 'MISS'
   const delay = process.env.MAX_EVENT_LOOP_DELAY_MS
   const rows: Array<[string, string]> = [
     ['Workload', `POST /generate-presigned-url + GET /api/v1/proxy/file (${OBJECT_SIZE / 1024} KiB object), one autocannon ${acVersion} instance each, ${connections} keep-alive connections each`],
@@ -442,38 +313,22 @@ async function main (): Promise<void> {
     ['Server log lines ≥ warn, elsewhere (warm-up, max phase, ±0.5 s around run ends)', summarizeLines(steadyFrom, steadyTo, false) + (droppedLines > 0 ? ` (+${droppedLines} not kept)` : '')],
     ['CPU, % of one core (max phase → soak)', `server ${fmt(maxCpuUse.server, 0)} → ${fmt(soakCpuUse.server, 0)}; load generator${externalS3Configured() ? '' : ' + s3rver'} ${fmt(maxCpuUse.client, 0)} → ${fmt(soakCpuUse.client, 0)}; other processes ${fmt(maxCpuUse.others, 0)} → ${fmt(soakCpuUse.others, 0)}`],
     ['Server settings', `rate limits off, docs off, logger warn, under-pressure maxEventLoopDelay ${delay === undefined || delay === '' ? '1000 (default)' : delay} ms + ELU 0.98, proxy maxConcurrentDownloads 256`],
-    ['CPU pinning', pinning],
-    ['Node', `${process.version}, ${CPUS} CPUs; host 1-min loadavg at end ${fmt(loadavg()[0], 2)}`],
+    ['CPU pinning', pinning.label],
+    ['Node', `${process.version}, ${pinning.cpus} CPUs; host 1-min loadavg at end ${fmt(hostLoad(), 2)}`],
     ['Wall time', `${fmt((performance.now() - wallStart) / 1000)} s`],
-    ['Command', `\`${externalS3Configured() ? '(S3_TEST_* exported) ' : ''}${command}\``]
+    ['Command', `\`${externalS3Configured() ? '(S3_TEST_* exported) ' : ''}${benchCommand('soak.ts')}\``]
   ]
-  const out = ['', '| Metric | Value |', '|---|---|', ...rows.map(([k, v]) => `| ${k} | ${v.replaceAll(/(?<!\\)\|/g, '\\|')} |`), '']
+  const out = metricTable(rows)
   process.stdout.write(out.join('\n'))
   clearTimeout(watchdog)
 }
 
 // ====================== entry ======================
 
-const serveS3 = process.env[SERVE_ENV]
-if (serveS3 !== undefined && serveS3 !== '') {
-  await serve(JSON.parse(serveS3) as BenchS3)
+const serveS3 = readBenchS3(SERVE_ENV)
+if (serveS3 !== undefined) {
+  await serve(serveS3)
 } else {
   // Ctrl-C, or a SIGTERM (npx, timeout): stop the child and s3rver and remove its files.
-  let interrupted = false
-  const interrupt = (code: number) => () => {
-    if (interrupted) return
-    interrupted = true
-    log('interrupted; cleaning up')
-    void runTeardowns().finally(() => process.exit(code))
-  }
-  process.once('SIGINT', interrupt(130))
-  process.once('SIGTERM', interrupt(143))
-  try {
-    await main()
-    process.exit(0)
-  } catch (err) {
-    log(`FAILED: ${err instanceof Error ? err.message : String(err)}`)
-    await runTeardowns()
-    process.exit(1)
-  }
+  await runBench(main, teardowns, log, { signals: { SIGINT: 130, SIGTERM: 143 }, exit: true })
 }
