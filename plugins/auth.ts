@@ -48,6 +48,8 @@ export interface AuthPluginOptions {
 const CLOCK_TOLERANCE_MS = 30_000
 /** Refresh cadence for a JWKS; rotated keys appear within this time. */
 const JWKS_TTL_MS = 10 * 60_000
+/** Key ids never seen before trigger at most one key-set fetch per second. */
+const UNKNOWN_KID_FETCH_INTERVAL_MS = 1_000
 const JWKS_FETCH_ERRORS = new Set(['JWKS_REQUEST_FAILED', 'NO_JWKS', 'OPENID_CONFIGURATION_REQUEST_FAILED', 'NO_JWKS_URI'])
 
 export function jwtRegistrationOptions (jwt: JwtOptions): FastifyJWTOptions {
@@ -73,10 +75,19 @@ export function jwtRegistrationOptions (jwt: JwtOptions): FastifyJWTOptions {
   const domain = `${jwks.origin}/`
   const jwksPath = `${jwks.pathname.slice(1)}${jwks.search}`
   const getJwks = buildGetJwks({ issuersWhitelist: [domain], jwksPath, ttl: JWKS_TTL_MS, max: 100 })
+  // get-jwks fetches the key set for every key id it has not seen. Tokens are
+  // attacker-controlled, so never-seen ids may cause at most one fetch per
+  // interval; known ids (cached or stale) refresh freely.
+  let lastUnknownKidFetch = -Infinity
   return {
     secret: async (_request: FastifyRequest, token: { header: { kid?: unknown, alg?: unknown } }) => {
       const { kid, alg } = token.header
       if (typeof kid !== 'string' || typeof alg !== 'string') throw new InvalidTokenError('Authorization token is invalid: no key id')
+      const cacheKey = getJwks.generateCacheKey(alg, kid, domain)
+      if (getJwks.cache.get(cacheKey) === undefined && getJwks.staleCache.get(cacheKey) === undefined) {
+        if (Date.now() - lastUnknownKidFetch < UNKNOWN_KID_FETCH_INTERVAL_MS) throw new InvalidTokenError('Authorization token is invalid: unknown key id')
+        lastUnknownKidFetch = Date.now()
+      }
       return await getJwks.getPublicKey({ domain, kid, alg })
     },
     // The key callback needs the token header (kid, alg), not just its payload.

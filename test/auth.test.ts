@@ -171,6 +171,16 @@ t.test('JWKS with a pinned issuer', async t => {
     { name: 'HS256 token', authorization: `Bearer ${signToken({ org_id: 'org-1', iss: issuer }, { kid: 'key-1' })}`, status: 401 }
   ])
   t.ok(jwksRequests >= 1, 'the key set was fetched over HTTP')
+  // Unknown key ids come from attackers as easily as from rotation: at most one fetch per second.
+  await new Promise(resolve => setTimeout(resolve, 1100))
+  const before = jwksRequests
+  for (const kid of ['random-1', 'random-2', 'random-3']) {
+    const res = await app.inject({ method: 'POST', url: '/generate-presigned-url', headers: { authorization: `Bearer ${sign({ org_id: 'org-1', iss: issuer }, kid)}` }, payload: { key: 'org-1/a.pdf' } })
+    t.equal(res.statusCode, 401, `unknown kid ${kid}`)
+  }
+  t.equal(jwksRequests - before, 1, 'three unknown key ids in a row: one key-set fetch')
+  t.equal((await app.inject({ method: 'POST', url: '/generate-presigned-url', headers: { authorization: `Bearer ${sign({ org_id: 'org-1', iss: issuer, n: 3 })}` }, payload: { key: 'org-1/a.pdf' } })).statusCode, 200, 'known keys are unaffected')
+  await new Promise(resolve => setTimeout(resolve, 1100))
   jwksUp = false
   await expectCases(t, app, [
     { name: 'key set unreachable, uncached kid', authorization: `Bearer ${sign({ org_id: 'org-1', iss: issuer }, 'key-3')}`, status: 503 }
