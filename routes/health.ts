@@ -5,6 +5,7 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { HealthResponse } from '../src/schemas.js'
+import { NotReadyError } from '../src/errors.js'
 
 /** A readiness probe must answer quickly even when the credential source hangs. */
 const READINESS_TIMEOUT_MS = 2_000
@@ -24,7 +25,8 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       return { status: 'ok' }
     } catch (err) {
       request.log.warn({ err }, 'not ready: credentials cannot be resolved')
-      return await reply.code(503).header('retry-after', '5').send({ statusCode: 503, error: 'Service Unavailable', message: 'Not ready: storage credentials cannot be resolved' })
+      void reply.header('retry-after', '5')
+      throw new NotReadyError()
     }
   })
 }

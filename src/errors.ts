@@ -27,3 +27,4 @@ export const TooBusyError = createError('ARTOS_TOO_BUSY', 'Too many downloads in
 export const OverloadedError = createError('ARTOS_OVERLOADED', 'Service is overloaded; retry later', 503)
 /** The client went away before the upstream answered; nobody reads this, it only keeps the logs honest. */
 export const ClientClosedRequestError = createError('ARTOS_CLIENT_CLOSED_REQUEST', 'Client closed the request', 499)
+export const NotReadyError = createError('ARTOS_NOT_READY', 'Not ready: storage credentials cannot be resolved', 503)

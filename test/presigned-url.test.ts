@@ -42,13 +42,7 @@ function genuine (origin: ObjectOrigin, key: string, params: Params = sigv4Param
   return `${origin.protocol}//${origin.authority}${origin.basePath}${encodeKeyPath(key)}?${queryString(params)}`
 }
 
-/** Same, with the part between the authority and "?" given raw. */
-function withRawPath (origin: ObjectOrigin, rawPath: string, params: Params = sigv4Params()): string {
-  return `${origin.protocol}//${origin.authority}${rawPath}?${queryString(params)}`
-}
-
 const Q = queryString(sigv4Params())
-const P = PATH_STYLE.basePath // "/bucket/"
 
 function reasonOf (verdict: UrlVerdict): 'ok' | 'invalid' | 'forbidden' | 'expired' {
   return verdict.ok ? 'ok' : verdict.reason
