@@ -55,8 +55,12 @@ declare module 'fastify' {
   }
 }
 
+const NOTHING_TO_ENCODE = /^[A-Za-z0-9\-._~/]*$/
+
 /** RFC 3986 unreserved characters stay; everything else, `/` excepted, is percent-encoded as S3 expects. */
 export function encodeKeyPath (key: string): string {
+  // Most keys need no encoding at all; skip the split/encode/join for them.
+  if (NOTHING_TO_ENCODE.test(key)) return key
   return key.split('/').map(encodeRfc3986).join('/')
 }
 
