@@ -39,6 +39,7 @@ t.test('CORS: only the listed origins, exactly', async t => {
   const closed = await buildTestApp(t, s3)
   const none = await closed.inject({ method: 'OPTIONS', url: '/generate-presigned-url', headers: { origin: 'https://app.artosai.com', 'access-control-request-method': 'POST' } })
   t.equal(none.headers['access-control-allow-origin'], undefined, 'no origins by default')
+  t.equal(none.statusCode, 404, 'and no preflight route')
 })
 
 t.test('security headers and request ids', async t => {
@@ -47,9 +48,14 @@ t.test('security headers and request ids', async t => {
   const res = await app.inject({ method: 'POST', url: '/generate-presigned-url', headers: { ...auth(), 'x-request-id': 'edge-123.abc' }, payload: { key: 'org-1/a.pdf' } })
   t.equal(res.statusCode, 200)
   t.equal(res.headers['x-content-type-options'], 'nosniff')
-  t.equal(res.headers['x-frame-options'], 'SAMEORIGIN')
-  t.match(String(res.headers['content-security-policy']), /default-src 'none'/)
+  t.equal(res.headers['x-frame-options'], 'DENY')
+  t.equal(res.headers['content-security-policy'], "default-src 'none';frame-ancestors 'none'")
   t.match(String(res.headers['strict-transport-security']), /max-age=/)
+  t.equal(res.headers['referrer-policy'], 'no-referrer')
+  t.equal(res.headers['cross-origin-resource-policy'], 'same-origin')
+  for (const pageOnly of ['x-dns-prefetch-control', 'x-download-options', 'x-permitted-cross-domain-policies', 'x-xss-protection', 'origin-agent-cluster']) {
+    t.equal(res.headers[pageOnly], undefined, `no ${pageOnly} on an API response`)
+  }
   t.equal(res.headers['x-request-id'], 'edge-123.abc', 'a plain incoming id is echoed')
   const unsafe = await app.inject({ method: 'GET', url: '/health', headers: { 'x-request-id': 'evil\u0000id with spaces' } })
   t.match(String(unsafe.headers['x-request-id']), /^[0-9a-f-]{36}$/, 'an unsafe id is replaced')
