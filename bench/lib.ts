@@ -18,6 +18,19 @@ import type { FastifyInstance } from 'fastify'
 import type { BuildAppOptions } from '../src/app.js'
 
 export const MiB = 1024 * 1024
+
+/**
+ * How package.json's "start" runs the service (keep the two in step). glibc
+ * otherwise hands the heap top back to the kernel after every GC frees a batch
+ * of 64 KiB socket buffers, and the next reads fault every page in again: a
+ * streaming proxy then spends ~40 % of its CPU in page faults (bench/README.md).
+ */
+export const SERVICE_MALLOC_ENV: Readonly<Record<string, string>> = { MALLOC_TRIM_THRESHOLD_: '67108864' }
+
+/** The glibc malloc tunables set in `env` (MALLOC_*_ variables). */
+export function mallocVariables (env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[0].startsWith('MALLOC_') && e[1] !== undefined))
+}
 export const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
 export const ROOT = join(BENCH_DIR, '..')
 

@@ -2,7 +2,7 @@
  * Proxy throughput and memory benchmark.
  *
  *   npx tsx bench/proxy-throughput.ts [--size-mib 256] [--rss-gib 1] [--repeats 3]
- *                                     [--rss-concurrency 1] [--cpu-prof] [--no-pin]
+ *                                     [--rss-concurrency 1] [--cpu-prof] [--no-pin] [--glibc-defaults]
  *
  * This process is the load generator (and hosts s3rver, unless S3_TEST_* names
  * an external S3 such as Swift from scripts/swift-s3.sh). The app runs alone in
@@ -17,6 +17,9 @@
  *    every 100 ms; growth = peak - RSS right after the warm-up;
  * 5. throughput: --repeats rounds of direct + proxied downloads, interleaved
  *    (ABBA order), medians in MiB/s and their ratio.
+ * The server child runs as `npm start` runs the service: with
+ * MALLOC_TRIM_THRESHOLD_ (SERVICE_MALLOC_ENV in bench/lib.ts) unless the
+ * environment sets it; --glibc-defaults runs it without, for comparison.
  * Every download must deliver exactly the object's size, else the run aborts.
  * Goals (ratio >= 0.9, growth < 64 MiB) are reported as PASS/MISS, never as a
  * failing exit code.
@@ -31,8 +34,8 @@ import { startTestS3, externalS3Configured } from '../test/helpers/s3.js'
 import { signToken } from '../test/helpers/tokens.js'
 import {
   BENCH_DIR, MiB, Teardowns, addTo, benchCommand, benchS3Json, cpuMeter, cpuSeconds, describeS3, fetchPresignedUrl,
-  findProfile, fmt, fmtMiB, frameLabel, hostLoad, mark, median, metricTable, minorFaults, newProfileDir, ownCpuSeconds,
-  pinLoadGenerator, positive, projectPath, proxyUrlFor, readCpuProfile, resetPeakRss, runBench, startServerChild,
+  findProfile, fmt, fmtMiB, frameLabel, hostLoad, mallocVariables, mark, median, metricTable, minorFaults, newProfileDir, ownCpuSeconds,
+  pinLoadGenerator, positive, projectPath, proxyUrlFor, readCpuProfile, resetPeakRss, runBench, SERVICE_MALLOC_ENV, startServerChild,
   stderrLog, stopServerChild, topShares, vmBytes
 } from './lib.js'
 
@@ -47,7 +50,8 @@ const { values: args } = parseArgs({
     repeats: { type: 'string', default: '3' },
     'rss-concurrency': { type: 'string', default: '1' },
     'cpu-prof': { type: 'boolean', default: false },
-    'no-pin': { type: 'boolean', default: false }
+    'no-pin': { type: 'boolean', default: false },
+    'glibc-defaults': { type: 'boolean', default: false }
   },
   strict: true
 })
@@ -56,6 +60,8 @@ const rssGiB = positive('rss-gib', args['rss-gib'])
 const repeats = Math.round(positive('repeats', args.repeats))
 const rssConcurrency = Math.round(positive('rss-concurrency', args['rss-concurrency']))
 const size = Math.round(sizeMiB * MiB)
+// The service's own runtime setting (package.json "start"); the load generator keeps the environment's.
+const serverMallocEnv: Record<string, string> = args['glibc-defaults'] ? {} : { ...SERVICE_MALLOC_ENV, ...mallocVariables(process.env) }
 
 const log = stderrLog('bench')
 const teardowns = new Teardowns(log)
@@ -147,7 +153,7 @@ async function main (): Promise<void> {
   const profileDir = args['cpu-prof'] ? newProfileDir() : undefined
   const child = await startServerChild({
     script: join(BENCH_DIR, 'proxy-server.ts'),
-    env: { BENCH_S3: benchS3Json(s3) },
+    env: { BENCH_S3: benchS3Json(s3), ...serverMallocEnv },
     cpus: pinning.pin ? '0' : undefined,
     profileDir
   })
@@ -241,7 +247,8 @@ async function main (): Promise<void> {
   }
   await teardowns.run()
 
-  const mallocEnv = Object.entries(process.env).filter(([k]) => k.startsWith('MALLOC_')).map(([k, v]) => `${k}=${String(v)} `).join('')
+  const mallocEnv = Object.entries(mallocVariables(process.env)).map(([k, v]) => `${k}=${v} `).join('')
+  const serverGlibc = Object.entries(serverMallocEnv).map(([k, v]) => `${k}=${v}`).join(' ')
   const rows: Array<[string, string]> = [
     ['Object size', fmtMiB(size)],
     ['S3 server', s3Label],
@@ -255,6 +262,7 @@ async function main (): Promise<void> {
     ['Server RSS start (after warm-up)', fmtMiB(rssStart)],
     ['Server RSS peak', `${fmtMiB(rssPeak)} (${samples} samples @100 ms${peakReset ? ', + VmHWM reset after warm-up' : ''})`],
     ['Server RSS growth (goal < 64 MiB)', `${fmtMiB(rssGrowth)} ${mark(rssGrowth < 64 * MiB)}`],
+    ['Server glibc malloc settings', serverGlibc === '' ? 'glibc defaults (--glibc-defaults)' : `${serverGlibc} (as \`npm start\` runs the service)`],
     ['CPU pinning', pinning.label],
     ['Node', `${process.version}, ${pinning.cpus} CPUs`],
     [`Other processes' CPU during throughput runs${externalS3Configured() ? ' (incl. the external S3)' : ''}`, `${fmt(foreignPct, 0)}% of one CPU`],
