@@ -95,3 +95,14 @@ t.test('hardening settings: CORS origins are exact, limits and Redis are passed 
   t.throws(() => loadConfig({ REDIS_URL: 'http://redis:6379' }), /REDIS_URL/)
   t.throws(() => loadConfig({ RATE_LIMIT_PRESIGN_PER_MIN: '0' }), /RATE_LIMIT_PRESIGN_PER_MIN/)
 })
+
+t.test('npm start sets the glibc malloc setting the proxy benchmark runs its server with', async t => {
+  const { readFile } = await import('node:fs/promises')
+  const { SERVICE_MALLOC_ENV } = await import('../bench/lib.js')
+  const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: Record<string, string> }
+  const entries = Object.entries(SERVICE_MALLOC_ENV)
+  t.ok(entries.length > 0, 'the benchmark names a setting')
+  for (const [name, value] of entries) {
+    t.match(pkg.scripts.start, `${name}=\${${name}:-${value}}`, `${name}=${value}, unless the environment sets it`)
+  }
+})
