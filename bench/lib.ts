@@ -126,10 +126,11 @@ export function pinSelf (cpus: string): void {
 export const allCpus = (cpus: number): string => `0-${cpus - 1}`
 
 /**
- * Keeps the load generator (this process, CPU 1) off the server's core (CPU 0),
- * so the server's figures are not its competitor's. `pinnedLabel` says who runs where.
+ * Keeps the load generator (this process, CPU 1 unless `cpu` says otherwise) off
+ * the server's core (CPU 0), so the server's figures are not its competitor's.
+ * `pinnedLabel` says who runs where.
  */
-export function pinLoadGenerator (noPin: boolean, pinnedLabel: string): Pinning {
+export function pinLoadGenerator (noPin: boolean, pinnedLabel: string, cpu = '1'): Pinning {
   const cpus = availableParallelism()
   const taskset = hasTaskset()
   const canPin = cpus >= 2 && taskset
@@ -138,7 +139,7 @@ export function pinLoadGenerator (noPin: boolean, pinnedLabel: string): Pinning 
     return { cpus, canPin, pin: false, pinned: false, label }
   }
   try {
-    pinSelf('1')
+    pinSelf(cpu)
     return { cpus, canPin, pin: true, pinned: true, label: pinnedLabel }
   } catch (err) {
     return { cpus, canPin, pin: true, pinned: false, label: `no (taskset failed: ${String(err)})` }
@@ -181,6 +182,12 @@ export function cpuSeconds (pid: number): number {
 /** Minor page faults of a process so far (fresh pages faulted in, e.g. after the heap was trimmed). */
 export function minorFaults (pid: number): number {
   return Number(statFields(pid)[7]) // minflt (field 10)
+}
+
+/** CPU seconds of this process's children that have exited and been waited for (cutime + cstime). */
+export function reapedChildrenCpuSeconds (): number {
+  const fields = statFields(process.pid)
+  return (Number(fields[13]) + Number(fields[14])) / ticksPerSecond() // fields 16, 17
 }
 
 /** CPU seconds all CPUs spent busy since boot (/proc/stat), for spotting other load on the host. */

@@ -1,54 +1,59 @@
 /**
  * Proxy throughput and memory benchmark.
  *
- *   npx tsx bench/proxy-throughput.ts [--size-mib 256] [--rss-gib 1] [--repeats 3]
- *                                     [--rss-concurrency 1] [--cpu-prof] [--no-pin] [--glibc-defaults]
+ *   npx tsx bench/proxy-throughput.ts [--size-mib 256] [--rss-gib 1] [--repeats 5]
+ *                                     [--rss-concurrency 1] [--client-cpu 0] [--cpu-prof]
+ *                                     [--no-pin] [--glibc-defaults]
  *
- * This process is the load generator (and hosts s3rver, unless S3_TEST_* names
- * an external S3 such as Swift from scripts/swift-s3.sh). The app runs alone in
- * a child process (bench/proxy-server.ts), so its RSS and CPU are its own. With
- * taskset and at least 2 CPUs, the child is pinned to CPU 0 and this process to
- * CPU 1.
+ * Three parties, each a process of its own: S3 (s3rver from bench/s3rver-server.ts,
+ * unless S3_TEST_* names an external S3 such as Swift from scripts/swift-s3.sh),
+ * the app (bench/proxy-server.ts) and the download client, curl. With taskset and
+ * at least 2 CPUs: app on CPU 0, s3rver on CPU 1, curl on --client-cpu (0). A
+ * direct download then crosses between CPUs once, S3 → client, and a proxied one
+ * once too, S3 → app; --client-cpu 1 makes the proxied bytes cross twice.
  *
  * 1. uploads --size-mib MiB of random bytes as org-1/bench/big.bin (streamed);
  * 2. presigns it through POST /generate-presigned-url (a real signed JWT);
  * 3. warm-up: one direct and one proxied download, both SHA-256-checked;
- * 4. RSS: streams --rss-gib GiB through the proxy, sampling the child's VmRSS
+ * 4. RSS: streams --rss-gib GiB through the proxy, sampling the app's VmRSS
  *    every 100 ms; growth = peak - RSS right after the warm-up;
  * 5. throughput: --repeats rounds of direct + proxied downloads, interleaved
  *    (ABBA order), medians in MiB/s and their ratio.
- * The server child runs as `npm start` runs the service: with
- * MALLOC_TRIM_THRESHOLD_ (SERVICE_MALLOC_ENV in bench/lib.ts) unless the
- * environment sets it; --glibc-defaults runs it without, for comparison.
- * Every download must deliver exactly the object's size, else the run aborts.
- * Goals (ratio >= 0.9, growth < 64 MiB) are reported as PASS/MISS, never as a
- * failing exit code.
+ * The app runs as `npm start` runs the service: with MALLOC_TRIM_THRESHOLD_
+ * (SERVICE_MALLOC_ENV in bench/lib.ts) unless the environment sets it;
+ * --glibc-defaults runs it without, for comparison. Every download must deliver
+ * exactly the object's size, else the run aborts. Goals (ratio >= 0.9, growth
+ * < 64 MiB) are reported as PASS/MISS, never as a failing exit code.
  */
 import http from 'node:http'
-import { createHash, randomBytes, type Hash } from 'node:crypto'
+import { execFileSync, spawn } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { parseArgs } from 'node:util'
 import { S3Client, PutObjectCommand, DeleteObjectCommand } from '@aws-sdk/client-s3'
-import { startTestS3, externalS3Configured } from '../test/helpers/s3.js'
+import { startTestS3, externalS3Configured, useS3rver } from '../test/helpers/s3.js'
 import { signToken } from '../test/helpers/tokens.js'
 import {
-  BENCH_DIR, MiB, Teardowns, addTo, benchCommand, benchS3Json, cpuMeter, cpuSeconds, describeS3, fetchPresignedUrl,
-  findProfile, fmt, fmtMiB, frameLabel, hostLoad, mallocVariables, mark, median, metricTable, minorFaults, newProfileDir, ownCpuSeconds,
-  pinLoadGenerator, positive, projectPath, proxyUrlFor, readCpuProfile, resetPeakRss, runBench, SERVICE_MALLOC_ENV, startServerChild,
-  stderrLog, stopServerChild, topShares, vmBytes
+  BENCH_DIR, MiB, Teardowns, addTo, benchCommand, benchS3Json, cpuSeconds, fetchPresignedUrl, findProfile, fmt, fmtMiB,
+  frameLabel, hostBusySeconds, hostLoad, mallocVariables, mark, median, metricTable, minorFaults, newProfileDir, ownCpuSeconds,
+  pinLoadGenerator, positive, projectPath, proxyUrlFor, readCpuProfile, reapedChildrenCpuSeconds, resetPeakRss, runBench,
+  SERVICE_MALLOC_ENV, startServerChild, stderrLog, stopServerChild, topShares, vmBytes, type ServerChild
 } from './lib.js'
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
 
 const KEY = 'org-1/bench/big.bin'
+const APP_CPU = '0'
+const S3_CPU = '1'
 
 const { values: args } = parseArgs({
   options: {
     'size-mib': { type: 'string', default: '256' },
     'rss-gib': { type: 'string', default: '1' },
-    repeats: { type: 'string', default: '3' },
+    repeats: { type: 'string', default: '5' },
     'rss-concurrency': { type: 'string', default: '1' },
+    'client-cpu': { type: 'string', default: '0' },
     'cpu-prof': { type: 'boolean', default: false },
     'no-pin': { type: 'boolean', default: false },
     'glibc-defaults': { type: 'boolean', default: false }
@@ -59,50 +64,80 @@ const sizeMiB = positive('size-mib', args['size-mib'])
 const rssGiB = positive('rss-gib', args['rss-gib'])
 const repeats = Math.round(positive('repeats', args.repeats))
 const rssConcurrency = Math.round(positive('rss-concurrency', args['rss-concurrency']))
+const clientCpu = args['client-cpu']
+if (clientCpu !== '0' && clientCpu !== '1') throw new Error(`--client-cpu must be 0 or 1, got ${clientCpu}`)
 const size = Math.round(sizeMiB * MiB)
-// The service's own runtime setting (package.json "start"); the load generator keeps the environment's.
+// The service's own runtime setting (package.json "start"); curl and s3rver keep the environment's.
 const serverMallocEnv: Record<string, string> = args['glibc-defaults'] ? {} : { ...SERVICE_MALLOC_ENV, ...mallocVariables(process.env) }
+const s3Process = externalS3Configured() ? 'the external S3 (not pinned)' : `s3rver: CPU ${S3_CPU}`
+const crossings = clientCpu === APP_CPU
+  ? 'a direct and a proxied download each cross between CPUs once'
+  : 'a direct download crosses between CPUs once, a proxied one twice'
 
 const log = stderrLog('bench')
 const teardowns = new Teardowns(log)
-const pinning = pinLoadGenerator(args['no-pin'], externalS3Configured()
-  ? 'yes (server child: CPU 0; client: CPU 1; the external S3 is not pinned)'
-  : 'yes (server child: CPU 0; client + in-process s3rver: CPU 1)')
+// This process only waits for curl, which inherits its CPU.
+const pinning = pinLoadGenerator(args['no-pin'], `yes (app: CPU ${APP_CPU}; client (curl): CPU ${clientCpu}; ${s3Process}; ${crossings})`, clientCpu)
 
 // ---------- downloads ----------
-const agent = new http.Agent({ keepAlive: true, maxSockets: 64 })
 
 interface Download { bytes: number, seconds: number }
 
-function download (url: string, headers: Record<string, string>, what: string, hash?: Hash): Promise<Download> {
+/** curl's version line; curl is the download client because it costs the client's CPU almost nothing. */
+function curlVersion (): string {
+  try {
+    return execFileSync('curl', ['--version'], { encoding: 'utf8' }).split('\n')[0].split(' ').slice(0, 2).join(' ')
+  } catch {
+    throw new Error('curl is not installed (apt-get install curl): it is the download client of this benchmark')
+  }
+}
+
+/**
+ * One download with curl into /dev/null; the time is curl's own (connect to last
+ * byte, without its start-up). The URL and headers go in on stdin, as a curl
+ * config, so the presigned URL and the token never appear in the process list.
+ */
+function download (url: string, headers: Record<string, string>, what: string): Promise<Download> {
   return new Promise((resolve, reject) => {
-    const start = performance.now()
-    const req = http.get(url, { agent, headers }, res => {
+    const curl = spawn('curl', ['--config', '-', '--silent', '--show-error', '--output', '/dev/null', '--max-time', '600',
+      '--write-out', '%{http_code} %{size_download} %{time_total}'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    curl.stdout.setEncoding('utf8').on('data', (c: string) => { out += c })
+    curl.stderr.setEncoding('utf8').on('data', (c: string) => { err += c })
+    curl.on('error', reject)
+    curl.on('close', code => {
+      const [status, bytes, seconds] = out.trim().split(' ')
+      if (code !== 0) reject(new Error(`${what}: curl exited ${String(code)}: ${err.trim()}`))
+      else if (status !== '200') reject(new Error(`${what}: HTTP ${status}`))
+      else if (Number(bytes) !== size) reject(new Error(`${what}: got ${bytes} bytes, expected ${size}`))
+      else resolve({ bytes: size, seconds: Number(seconds) })
+    })
+    const quote = (v: string): string => `"${v.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`
+    const config = [`url = ${quote(url)}`, ...Object.entries(headers).map(([k, v]) => `header = ${quote(`${k}: ${v}`)}`)]
+    curl.stdin.end(config.join('\n') + '\n')
+  })
+}
+
+/** The warm-up's content check, in this process: the SHA-256 of what `url` serves. */
+function sha256Of (url: string, headers: Record<string, string>, what: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http.get(url, { headers }, res => {
       if (res.statusCode !== 200) {
-        let text = ''
-        res.setEncoding('utf8')
-        res.on('data', (c: string) => { if (text.length < 500) text += c })
-        res.on('end', () => { reject(new Error(`${what}: HTTP ${String(res.statusCode)} ${text.slice(0, 500)}`)) })
+        res.resume()
+        reject(new Error(`${what}: HTTP ${String(res.statusCode)}`))
         return
       }
-      let bytes = 0
-      res.on('data', (chunk: Buffer) => {
-        bytes += chunk.length
-        hash?.update(chunk)
-      })
-      res.on('end', () => {
-        const seconds = (performance.now() - start) / 1000
-        if (bytes !== size) reject(new Error(`${what}: got ${bytes} bytes, expected ${size}`))
-        else resolve({ bytes, seconds })
-      })
-      res.on('close', () => { if (!res.complete) reject(new Error(`${what}: connection closed after ${bytes} of ${size} bytes`)) })
+      const hash = createHash('sha256')
+      res.on('data', (chunk: Buffer) => { hash.update(chunk) })
+      res.on('end', () => { resolve(hash.digest('hex')) })
       res.on('error', reject)
-    })
-    req.on('error', err => { reject(new Error(`${what}: ${err.message}`)) })
+    }).on('error', err => { reject(new Error(`${what}: ${err.message}`)) })
   })
 }
 
 const mibps = (d: Download): number => d.bytes / MiB / d.seconds
+const perGiB = (seconds: number, bytes: number): string => `${fmt(seconds / (bytes / 1024 / MiB), 2)} s`
 
 /** Top frames of a profile by self time (idle included, so shares are of wall-clock samples). */
 function topFrames (file: string, n = 15): string[] {
@@ -115,13 +150,25 @@ function topFrames (file: string, n = 15): string[] {
   return topShares(self, total, n)
 }
 
+/** s3rver in a process of its own (pinned to S3_CPU), or the external S3 named by S3_TEST_*. */
+async function startS3 (): Promise<{ s3: Awaited<ReturnType<typeof startTestS3>>, label: string, child?: ServerChild }> {
+  if (externalS3Configured()) {
+    const s3 = await startTestS3(teardowns)
+    return { s3, label: `external ${s3.endpoint} (S3_TEST_*)` }
+  }
+  const child = await startServerChild({ name: 's3rver', script: join(BENCH_DIR, 's3rver-server.ts'), env: {}, cpus: pinning.pin ? S3_CPU : undefined })
+  teardowns.teardown(async () => { await stopServerChild(child) })
+  const s3 = await useS3rver(teardowns, child.address)
+  return { s3, label: `s3rver in its own process (bench/s3rver-server.ts) ${child.address}`, child }
+}
+
 // ---------- main ----------
 async function main (): Promise<void> {
   const wallStart = performance.now()
   const loadStart = hostLoad()
+  const curl = curlVersion()
   log(`pinning: ${pinning.label}`)
-  const s3 = await startTestS3(teardowns)
-  const s3Label = describeS3(s3.endpoint, externalS3Configured())
+  const { s3, label: s3Label, child: s3Child } = await startS3()
   log(`S3: ${s3Label}, bucket ${s3.bucket}`)
 
   // Streamed upload: one 1 MiB chunk in memory at a time. No flexible checksum,
@@ -151,43 +198,43 @@ async function main (): Promise<void> {
   log(`uploaded ${fmtMiB(size)} in ${fmt((performance.now() - t) / 1000)} s (sha256 ${digest.slice(0, 16)}…)`)
 
   const profileDir = args['cpu-prof'] ? newProfileDir() : undefined
-  const child = await startServerChild({
+  const app = await startServerChild({
+    name: 'app',
     script: join(BENCH_DIR, 'proxy-server.ts'),
     env: { BENCH_S3: benchS3Json(s3), ...serverMallocEnv },
-    cpus: pinning.pin ? '0' : undefined,
+    cpus: pinning.pin ? APP_CPU : undefined,
     profileDir
   })
-  teardowns.teardown(async () => { await stopServerChild(child) })
-  log(`server child pid ${child.pid} on ${child.address}`)
+  teardowns.teardown(async () => { await stopServerChild(app) })
+  log(`app pid ${app.pid} on ${app.address}`)
 
   const token = signToken({ sub: 'bench', org_id: 'org-1' }, { expiresInSeconds: 6 * 3600 })
   const auth = { authorization: `Bearer ${token}` }
-  const directUrl = await fetchPresignedUrl(child.address, auth.authorization, KEY)
-  const proxyUrl = proxyUrlFor(child.address, directUrl)
+  const directUrl = await fetchPresignedUrl(app.address, auth.authorization, KEY)
+  const proxyUrl = proxyUrlFor(app.address, directUrl)
 
-  const direct = (what: string, hash?: Hash): Promise<Download> => download(directUrl, {}, `direct ${what}`, hash)
-  const proxied = (what: string, hash?: Hash): Promise<Download> => download(proxyUrl, auth, `proxy ${what}`, hash)
+  const direct = (what: string): Promise<Download> => download(directUrl, {}, `direct ${what}`)
+  const proxied = (what: string): Promise<Download> => download(proxyUrl, auth, `proxy ${what}`)
 
-  // Warm-up, content-checked.
-  for (const [name, get] of [['direct', direct], ['proxy', proxied]] as const) {
-    const h = createHash('sha256')
-    const d = await get('warm-up', h)
-    if (h.digest('hex') !== digest) throw new Error(`${name} warm-up: content differs from the uploaded object`)
+  // Warm-up: both paths serve exactly the uploaded bytes, then one timed download each.
+  for (const [name, url, headers] of [['direct', directUrl, {}], ['proxy', proxyUrl, auth]] as const) {
+    if (await sha256Of(url, headers, `${name} warm-up`) !== digest) throw new Error(`${name} warm-up: content differs from the uploaded object`)
+    const d = await (name === 'direct' ? direct : proxied)('warm-up')
     log(`warm-up ${name}: ${fmt(mibps(d))} MiB/s, sha256 ok`)
   }
 
-  // RSS: stream rssGiB through the proxy while sampling the child.
-  const peakReset = resetPeakRss(child.pid)
-  const rssStart = vmBytes(child.pid, 'VmRSS')
+  // RSS: stream rssGiB through the proxy while sampling the app.
+  const peakReset = resetPeakRss(app.pid)
+  const rssStart = vmBytes(app.pid, 'VmRSS')
   let rssPeakSampled = rssStart
   let samples = 0
   const sampler = setInterval(() => {
-    try { rssPeakSampled = Math.max(rssPeakSampled, vmBytes(child.pid, 'VmRSS')); samples++ } catch { /* child gone: the download fails too */ }
+    try { rssPeakSampled = Math.max(rssPeakSampled, vmBytes(app.pid, 'VmRSS')); samples++ } catch { /* app gone: the download fails too */ }
   }, 100)
   const rssDownloads = Math.max(1, Math.ceil(rssGiB * 1024 / sizeMiB))
   let next = 0
   t = performance.now()
-  const cpuBeforeRss = cpuSeconds(child.pid)
+  const cpuBeforeRss = cpuSeconds(app.pid)
   await Promise.all(Array.from({ length: Math.min(rssConcurrency, rssDownloads) }, async () => {
     while (next < rssDownloads) {
       const i = next++
@@ -195,74 +242,77 @@ async function main (): Promise<void> {
     }
   })).finally(() => { clearInterval(sampler) })
   const rssSeconds = (performance.now() - t) / 1000
-  const rssCpu = cpuSeconds(child.pid) - cpuBeforeRss
-  rssPeakSampled = Math.max(rssPeakSampled, vmBytes(child.pid, 'VmRSS'))
-  const hwm = vmBytes(child.pid, 'VmHWM')
+  const rssCpu = cpuSeconds(app.pid) - cpuBeforeRss
+  rssPeakSampled = Math.max(rssPeakSampled, vmBytes(app.pid, 'VmRSS'))
+  const hwm = vmBytes(app.pid, 'VmHWM')
   const rssPeak = peakReset ? Math.max(rssPeakSampled, hwm) : rssPeakSampled
   const rssGrowth = rssPeak - rssStart
   const rssBytes = rssDownloads * size
   log(`rss: ${rssDownloads} × ${fmtMiB(size)} (concurrency ${rssConcurrency}) in ${fmt(rssSeconds)} s; ${samples} samples; ` +
     `start ${fmtMiB(rssStart)}, sampled peak ${fmtMiB(rssPeakSampled)}, VmHWM ${fmtMiB(hwm)}${peakReset ? ' (reset after warm-up)' : ' (not resettable: includes start-up)'}`)
 
-  // Throughput, interleaved in ABBA order so drift hits both sides alike.
-  const directRuns: number[] = []
-  const proxyRuns: number[] = []
-  let proxyCpu = 0
-  let proxyBytes = 0
-  // This process's CPU (client, plus s3rver when in-process) per GiB, direct vs proxied.
-  const clientCpu = { direct: 0, proxy: 0 }
+  // Throughput, interleaved in ABBA order so drift hits both sides alike. CPU
+  // seconds per party and path: the app, s3rver (when it is ours) and curl.
+  type Path = 'direct' | 'proxy'
+  const runs: Record<Path, number[]> = { direct: [], proxy: [] }
+  const cpu: Record<Path, { app: number, s3: number, client: number }> = { direct: { app: 0, s3: 0, client: 0 }, proxy: { app: 0, s3: 0, client: 0 } }
   let proxyFaults = 0
-  const runProxy = async (i: number): Promise<void> => {
-    const c0 = cpuSeconds(child.pid)
-    const f0 = minorFaults(child.pid)
-    const o0 = ownCpuSeconds()
-    const d = await proxied(`run ${i + 1}`)
-    clientCpu.proxy += ownCpuSeconds() - o0
-    proxyCpu += cpuSeconds(child.pid) - c0
-    proxyFaults += minorFaults(child.pid) - f0
-    proxyBytes += d.bytes
-    proxyRuns.push(mibps(d))
+  const s3Cpu = (): number => s3Child === undefined ? 0 : cpuSeconds(s3Child.pid)
+  const ours = (): number => cpuSeconds(app.pid) + s3Cpu() + reapedChildrenCpuSeconds() + ownCpuSeconds()
+  const busy0 = hostBusySeconds()
+  const ours0 = ours()
+  const timed0 = performance.now()
+  const run = async (path: Path, i: number): Promise<void> => {
+    const a0 = cpuSeconds(app.pid)
+    const s0 = s3Cpu()
+    const c0 = reapedChildrenCpuSeconds()
+    const f0 = minorFaults(app.pid)
+    runs[path].push(mibps(await (path === 'direct' ? direct : proxied)(`run ${i + 1}`)))
+    cpu[path].app += cpuSeconds(app.pid) - a0
+    cpu[path].s3 += s3Cpu() - s0
+    cpu[path].client += reapedChildrenCpuSeconds() - c0
+    if (path === 'proxy') proxyFaults += minorFaults(app.pid) - f0
   }
-  const runDirect = async (i: number): Promise<void> => {
-    const o0 = ownCpuSeconds()
-    directRuns.push(mibps(await direct(`run ${i + 1}`)))
-    clientCpu.direct += ownCpuSeconds() - o0
-  }
-  const throughputCpu = cpuMeter(child.pids)
   for (let i = 0; i < repeats; i++) {
-    if (i % 2 === 0) { await runDirect(i); await runProxy(i) } else { await runProxy(i); await runDirect(i) }
-    log(`run ${i + 1}/${repeats}: direct ${fmt(directRuns[i])} MiB/s, proxy ${fmt(proxyRuns[i])} MiB/s`)
+    const order: Path[] = i % 2 === 0 ? ['direct', 'proxy'] : ['proxy', 'direct']
+    for (const path of order) await run(path, i)
+    log(`run ${i + 1}/${repeats}: direct ${fmt(runs.direct[i])} MiB/s, proxy ${fmt(runs.proxy[i])} MiB/s`)
   }
-  const foreignPct = throughputCpu().others
-  const directMedian = median(directRuns)
-  const proxyMedian = median(proxyRuns)
+  // Everything else on the host (other work makes the figures noisy), in % of one CPU.
+  const foreignPct = 100 * Math.max(0, hostBusySeconds() - busy0 - (ours() - ours0)) / ((performance.now() - timed0) / 1000)
+  const directMedian = median(runs.direct)
+  const proxyMedian = median(runs.proxy)
   const ratio = proxyMedian / directMedian
+  const timedBytes = repeats * size
 
-  await stopServerChild(child)
+  await stopServerChild(app)
   const hotFrames: string[] = []
   const profile = profileDir === undefined ? undefined : findProfile(profileDir, /\.cpuprofile$/, log)
   if (profile !== undefined) {
-    hotFrames.push(`CPU profile: ${projectPath(profile)} (whole child lifetime); top self time:`)
+    hotFrames.push(`CPU profile: ${projectPath(profile)} (whole app lifetime); top self time:`)
     hotFrames.push(...topFrames(profile))
   }
   await teardowns.run()
 
   const mallocEnv = Object.entries(mallocVariables(process.env)).map(([k, v]) => `${k}=${v} `).join('')
   const serverGlibc = Object.entries(serverMallocEnv).map(([k, v]) => `${k}=${v}`).join(' ')
+  const cpuRow = (party: 'app' | 's3' | 'client'): string => `direct ${perGiB(cpu.direct[party], timedBytes)}, proxy ${perGiB(cpu.proxy[party], timedBytes)}`
   const rows: Array<[string, string]> = [
     ['Object size', fmtMiB(size)],
     ['S3 server', s3Label],
-    ['Direct MiB/s (median)', `${fmt(directMedian)} (runs: ${directRuns.map(x => fmt(x)).join(', ')})`],
-    ['Proxy MiB/s (median)', `${fmt(proxyMedian)} (runs: ${proxyRuns.map(x => fmt(x)).join(', ')})`],
+    ['Download client', `${curl}, into /dev/null`],
+    ['Direct MiB/s (median)', `${fmt(directMedian)} (runs: ${runs.direct.map(x => fmt(x)).join(', ')})`],
+    ['Proxy MiB/s (median)', `${fmt(proxyMedian)} (runs: ${runs.proxy.map(x => fmt(x)).join(', ')})`],
     ['Ratio proxy/direct (goal ≥ 0.9)', `${fmt(ratio, 3)} ${mark(ratio >= 0.9)}`],
-    ['Server CPU per GiB proxied', `${fmt(proxyCpu / (proxyBytes / 1024 / MiB), 2)} s (throughput runs)`],
-    ['Server minor page faults per GiB proxied', `${Math.round(proxyFaults / (proxyBytes / 1024 / MiB))} (262144 = one fresh 4 KiB page per 4 KiB relayed)`],
-    [`Load-generator CPU per GiB${externalS3Configured() ? '' : ' (incl. s3rver)'}`, `direct ${fmt(clientCpu.direct / (repeats * size / 1024 / MiB), 2)} s, proxy ${fmt(clientCpu.proxy / (repeats * size / 1024 / MiB), 2)} s`],
-    [`RSS phase (${rssDownloads} × object, concurrency ${rssConcurrency})`, `${fmt(rssBytes / 1024 / MiB, 2)} GiB in ${fmt(rssSeconds)} s = ${fmt(rssBytes / MiB / rssSeconds)} MiB/s, server CPU ${fmt(rssCpu, 2)} s`],
-    ['Server RSS start (after warm-up)', fmtMiB(rssStart)],
-    ['Server RSS peak', `${fmtMiB(rssPeak)} (${samples} samples @100 ms${peakReset ? ', + VmHWM reset after warm-up' : ''})`],
-    ['Server RSS growth (goal < 64 MiB)', `${fmtMiB(rssGrowth)} ${mark(rssGrowth < 64 * MiB)}`],
-    ['Server glibc malloc settings', serverGlibc === '' ? 'glibc defaults (--glibc-defaults)' : `${serverGlibc} (as \`npm start\` runs the service)`],
+    ['App CPU per GiB proxied', `${perGiB(cpu.proxy.app, timedBytes)} (throughput runs)`],
+    ['App minor page faults per GiB proxied', `${Math.round(proxyFaults / (timedBytes / 1024 / MiB))} (262144 = one fresh 4 KiB page per 4 KiB relayed)`],
+    ...(s3Child === undefined ? [] : [['s3rver CPU per GiB', cpuRow('s3')] as [string, string]]),
+    ['curl CPU per GiB', cpuRow('client')],
+    [`RSS phase (${rssDownloads} × object, concurrency ${rssConcurrency})`, `${fmt(rssBytes / 1024 / MiB, 2)} GiB in ${fmt(rssSeconds)} s = ${fmt(rssBytes / MiB / rssSeconds)} MiB/s, app CPU ${fmt(rssCpu, 2)} s`],
+    ['App RSS start (after warm-up)', fmtMiB(rssStart)],
+    ['App RSS peak', `${fmtMiB(rssPeak)} (${samples} samples @100 ms${peakReset ? ', + VmHWM reset after warm-up' : ''})`],
+    ['App RSS growth (goal < 64 MiB)', `${fmtMiB(rssGrowth)} ${mark(rssGrowth < 64 * MiB)}`],
+    ['App glibc malloc settings', serverGlibc === '' ? 'glibc defaults (--glibc-defaults)' : `${serverGlibc} (as \`npm start\` runs the service)`],
     ['CPU pinning', pinning.label],
     ['Node', `${process.version}, ${pinning.cpus} CPUs`],
     [`Other processes' CPU during throughput runs${externalS3Configured() ? ' (incl. the external S3)' : ''}`, `${fmt(foreignPct, 0)}% of one CPU`],
@@ -273,7 +323,6 @@ async function main (): Promise<void> {
   const out = metricTable(rows)
   if (hotFrames.length > 0) out.push('```', ...hotFrames, '```', '')
   process.stdout.write(out.join('\n'))
-  agent.destroy()
 }
 
 await runBench(main, teardowns, log)

@@ -42,8 +42,13 @@ async function startS3rver (t: Teardown): Promise<TestS3> {
     await server.close()
     await rm(directory, { recursive: true, force: true })
   })
+  return await useS3rver(t, `http://127.0.0.1:${port}`)
+}
+
+/** An s3rver already listening at `endpoint` (the benchmarks run one in a process of its own). */
+export async function useS3rver (t: Teardown, endpoint: string): Promise<TestS3> {
   return await withBucket(t, {
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint,
     region: 'us-east-1',
     forcePathStyle: true,
     credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
