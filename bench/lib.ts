@@ -61,7 +61,15 @@ export class Teardowns {
 
   teardown (fn: () => unknown): void { this.steps.push(fn) }
 
+  private running: Promise<void> | undefined
+
+  /** Runs the steps; a second call while they run (a signal during a failing run) waits for the first. */
   async run (): Promise<void> {
+    this.running ??= this.drain().finally(() => { this.running = undefined })
+    await this.running
+  }
+
+  private async drain (): Promise<void> {
     while (this.steps.length > 0) {
       const fn = this.steps.pop() as () => unknown
       try { await fn() } catch (err) { this.log(`teardown failed: ${String(err)}`) }
@@ -108,7 +116,7 @@ export interface Pinning {
   canPin: boolean
   /** Pinning is possible and not turned off: server children go to CPU 0. */
   pin: boolean
-  /** This process (the load generator) is on CPU 1. */
+  /** This process (the load generator) is pinned: to CPU 1, or the CPU its caller chose. */
   pinned: boolean
   /** The table's "CPU pinning" row. */
   label: string
@@ -126,9 +134,9 @@ export function pinSelf (cpus: string): void {
 export const allCpus = (cpus: number): string => `0-${cpus - 1}`
 
 /**
- * Keeps the load generator (this process, CPU 1 unless `cpu` says otherwise) off
- * the server's core (CPU 0), so the server's figures are not its competitor's.
- * `pinnedLabel` says who runs where.
+ * Pins this process, the load generator, to `cpu`: by default CPU 1, off the
+ * server children's CPU 0, so the server's figures are not its competitor's
+ * (proxy-throughput.ts places its client itself). `pinnedLabel` says who runs where.
  */
 export function pinLoadGenerator (noPin: boolean, pinnedLabel: string, cpu = '1'): Pinning {
   const cpus = availableParallelism()
@@ -457,7 +465,7 @@ export function median (xs: number[]): number {
   return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2
 }
 
-/** The "S3 server" row of proxy-throughput.ts and presign.ts. */
+/** The "S3" row of presign.ts. */
 export const describeS3 = (endpoint: string, external: boolean): string =>
   external ? `external ${endpoint} (S3_TEST_*)` : `s3rver in-process ${endpoint}`
 

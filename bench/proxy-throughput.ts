@@ -1,20 +1,22 @@
 /**
  * Proxy throughput and memory benchmark.
  *
- *   npx tsx bench/proxy-throughput.ts [--size-mib 256] [--rss-gib 1] [--repeats 5]
- *                                     [--rss-concurrency 1] [--client-cpu 0] [--cpu-prof]
+ *   npx tsx bench/proxy-throughput.ts [--size-mib 256] [--rss-gib 1] [--repeats 6]
+ *                                     [--rss-concurrency 1] [--client-cpu N] [--cpu-prof]
  *                                     [--no-pin] [--glibc-defaults]
  *
  * Three parties, each a process of its own: S3 (s3rver from bench/s3rver-server.ts,
  * unless S3_TEST_* names an external S3 such as Swift from scripts/swift-s3.sh),
  * the app (bench/proxy-server.ts) and the download client, curl. With taskset and
- * at least 2 CPUs: app on CPU 0, s3rver on CPU 1, curl on --client-cpu (0). A
- * direct download then crosses between CPUs once, S3 → client, and a proxied one
- * once too, S3 → app; --client-cpu 1 makes the proxied bytes cross twice.
+ * at least 2 CPUs: app on CPU 0, s3rver on CPU 1, curl on --client-cpu (CPU 2 if
+ * there are 3, else 0). On 2 CPUs a direct download then crosses between CPUs
+ * once, S3 → client, and a proxied one once too, S3 → app; --client-cpu 1 makes
+ * the proxied bytes cross twice and the direct ones never.
  *
  * 1. uploads --size-mib MiB of random bytes as org-1/bench/big.bin (streamed);
  * 2. presigns it through POST /generate-presigned-url (a real signed JWT);
- * 3. warm-up: one direct and one proxied download, both SHA-256-checked;
+ * 3. warm-up: the SHA-256 of what each path serves (read in this process),
+ *    then one curl download of each;
  * 4. RSS: streams --rss-gib GiB through the proxy, sampling the app's VmRSS
  *    every 100 ms; growth = peak - RSS right after the warm-up;
  * 5. throughput: --repeats rounds of direct + proxied downloads, interleaved
@@ -28,11 +30,12 @@
 import http from 'node:http'
 import { execFileSync, spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { parseArgs } from 'node:util'
 import { S3Client, PutObjectCommand, DeleteObjectCommand } from '@aws-sdk/client-s3'
-import { startTestS3, externalS3Configured, useS3rver } from '../test/helpers/s3.js'
+import { startTestS3, externalS3Configured, useS3rver, type TestS3 } from '../test/helpers/s3.js'
 import { signToken } from '../test/helpers/tokens.js'
 import {
   BENCH_DIR, MiB, Teardowns, addTo, benchCommand, benchS3Json, cpuSeconds, fetchPresignedUrl, findProfile, fmt, fmtMiB,
@@ -51,9 +54,9 @@ const { values: args } = parseArgs({
   options: {
     'size-mib': { type: 'string', default: '256' },
     'rss-gib': { type: 'string', default: '1' },
-    repeats: { type: 'string', default: '5' },
+    repeats: { type: 'string', default: '6' },
     'rss-concurrency': { type: 'string', default: '1' },
-    'client-cpu': { type: 'string', default: '0' },
+    'client-cpu': { type: 'string' },
     'cpu-prof': { type: 'boolean', default: false },
     'no-pin': { type: 'boolean', default: false },
     'glibc-defaults': { type: 'boolean', default: false }
@@ -64,20 +67,23 @@ const sizeMiB = positive('size-mib', args['size-mib'])
 const rssGiB = positive('rss-gib', args['rss-gib'])
 const repeats = Math.round(positive('repeats', args.repeats))
 const rssConcurrency = Math.round(positive('rss-concurrency', args['rss-concurrency']))
-const clientCpu = args['client-cpu']
-if (clientCpu !== '0' && clientCpu !== '1') throw new Error(`--client-cpu must be 0 or 1, got ${clientCpu}`)
+const cpuCount = availableParallelism()
+// With 3 CPUs each party gets one; with 2, curl (the cheapest) shares the app's.
+const clientCpu = args['client-cpu'] ?? (cpuCount >= 3 ? '2' : APP_CPU)
+if (!/^\d+$/.test(clientCpu) || Number(clientCpu) >= cpuCount) throw new Error(`--client-cpu must be a CPU number below ${cpuCount}, got ${clientCpu}`)
 const size = Math.round(sizeMiB * MiB)
 // The service's own runtime setting (package.json "start"); curl and s3rver keep the environment's.
 const serverMallocEnv: Record<string, string> = args['glibc-defaults'] ? {} : { ...SERVICE_MALLOC_ENV, ...mallocVariables(process.env) }
-const s3Process = externalS3Configured() ? 'the external S3 (not pinned)' : `s3rver: CPU ${S3_CPU}`
-const crossings = clientCpu === APP_CPU
-  ? 'a direct and a proxied download each cross between CPUs once'
-  : 'a direct download crosses between CPUs once, a proxied one twice'
+const hops = (from: string, to: string): number => from === to ? 0 : 1
+const s3Placement = externalS3Configured()
+  ? 'the external S3: not pinned'
+  : `s3rver: CPU ${S3_CPU}; the bytes cross between CPUs ${hops(S3_CPU, clientCpu)}× on a direct download, ` +
+    `${hops(S3_CPU, APP_CPU) + hops(APP_CPU, clientCpu)}× on a proxied one`
 
 const log = stderrLog('bench')
 const teardowns = new Teardowns(log)
 // This process only waits for curl, which inherits its CPU.
-const pinning = pinLoadGenerator(args['no-pin'], `yes (app: CPU ${APP_CPU}; client (curl): CPU ${clientCpu}; ${s3Process}; ${crossings})`, clientCpu)
+const pinning = pinLoadGenerator(args['no-pin'], `yes (app: CPU ${APP_CPU}; client (curl): CPU ${clientCpu}; ${s3Placement})`, clientCpu)
 
 // ---------- downloads ----------
 
@@ -99,13 +105,14 @@ function curlVersion (): string {
  */
 function download (url: string, headers: Record<string, string>, what: string): Promise<Download> {
   return new Promise((resolve, reject) => {
-    const curl = spawn('curl', ['--config', '-', '--silent', '--show-error', '--output', '/dev/null', '--max-time', '600',
+    const curl = spawn('curl', ['--config', '-', '--globoff', '--silent', '--show-error', '--output', '/dev/null', '--max-time', '600',
       '--write-out', '%{http_code} %{size_download} %{time_total}'], { stdio: ['pipe', 'pipe', 'pipe'] })
     let out = ''
     let err = ''
     curl.stdout.setEncoding('utf8').on('data', (c: string) => { out += c })
     curl.stderr.setEncoding('utf8').on('data', (c: string) => { err += c })
     curl.on('error', reject)
+    curl.stdin.on('error', reject) // curl gone before it read its config: 'close' says why
     curl.on('close', code => {
       const [status, bytes, seconds] = out.trim().split(' ')
       if (code !== 0) reject(new Error(`${what}: curl exited ${String(code)}: ${err.trim()}`))
@@ -151,7 +158,7 @@ function topFrames (file: string, n = 15): string[] {
 }
 
 /** s3rver in a process of its own (pinned to S3_CPU), or the external S3 named by S3_TEST_*. */
-async function startS3 (): Promise<{ s3: Awaited<ReturnType<typeof startTestS3>>, label: string, child?: ServerChild }> {
+async function startS3 (): Promise<{ s3: TestS3, label: string, child?: ServerChild }> {
   if (externalS3Configured()) {
     const s3 = await startTestS3(teardowns)
     return { s3, label: `external ${s3.endpoint} (S3_TEST_*)` }
@@ -217,10 +224,9 @@ async function main (): Promise<void> {
   const proxied = (what: string): Promise<Download> => download(proxyUrl, auth, `proxy ${what}`)
 
   // Warm-up: both paths serve exactly the uploaded bytes, then one timed download each.
-  for (const [name, url, headers] of [['direct', directUrl, {}], ['proxy', proxyUrl, auth]] as const) {
+  for (const [name, url, headers, get] of [['direct', directUrl, {}, direct], ['proxy', proxyUrl, auth, proxied]] as const) {
     if (await sha256Of(url, headers, `${name} warm-up`) !== digest) throw new Error(`${name} warm-up: content differs from the uploaded object`)
-    const d = await (name === 'direct' ? direct : proxied)('warm-up')
-    log(`warm-up ${name}: ${fmt(mibps(d))} MiB/s, sha256 ok`)
+    log(`warm-up ${name}: sha256 ok, ${fmt(mibps(await get('warm-up')))} MiB/s`)
   }
 
   // RSS: stream rssGiB through the proxy while sampling the app.

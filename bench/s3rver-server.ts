@@ -15,7 +15,10 @@ import { announceListening, onParentGone } from './lib.js'
 
 const directory = await mkdtemp(join(tmpdir(), 'artos-bench-s3rver-'))
 const server = new S3rver({ address: '127.0.0.1', port: 0, directory, silent: true })
-const { port } = await server.run()
+const { port } = await server.run().catch(async (err: unknown) => {
+  await rm(directory, { recursive: true, force: true })
+  throw err
+})
 
 let stopping = false
 async function stop (): Promise<void> {
