@@ -346,16 +346,21 @@ export async function buildBenchApp (s3: BenchS3, options: Partial<BuildAppOptio
  */
 export async function listenUntilStopped (app: FastifyInstance): Promise<{ address: string, stop: () => Promise<void> }> {
   const address = await app.listen({ host: '127.0.0.1', port: 0 })
+  return { address, stop: exitOnStop(async () => { await app.close().catch(() => {}) }) }
+}
+
+/** A stop() that runs `close` once and exits 0; SIGTERM and SIGINT call it. */
+export function exitOnStop (close: () => Promise<void>): () => Promise<void> {
   let stopping = false
   const stop = async (): Promise<void> => {
     if (stopping) return
     stopping = true
-    await app.close().catch(() => {})
+    await close()
     process.exit(0)
   }
   process.once('SIGTERM', () => { void stop() })
   process.once('SIGINT', () => { void stop() })
-  return { address, stop }
+  return stop
 }
 
 /** The parent holds our stdin open; it ends when the parent dies, even by SIGKILL. */

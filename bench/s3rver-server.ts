@@ -11,7 +11,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import S3rver from 's3rver'
-import { announceListening, onParentGone } from './lib.js'
+import { announceListening, exitOnStop, onParentGone } from './lib.js'
 
 const directory = await mkdtemp(join(tmpdir(), 'artos-bench-s3rver-'))
 const server = new S3rver({ address: '127.0.0.1', port: 0, directory, silent: true })
@@ -20,15 +20,9 @@ const { port } = await server.run().catch(async (err: unknown) => {
   throw err
 })
 
-let stopping = false
-async function stop (): Promise<void> {
-  if (stopping) return
-  stopping = true
+const stop = exitOnStop(async () => {
   await server.close().catch(() => {})
   await rm(directory, { recursive: true, force: true })
-  process.exit(0)
-}
-process.once('SIGTERM', () => { void stop() })
-process.once('SIGINT', () => { void stop() })
+})
 onParentGone(() => { void stop() })
 announceListening(`http://127.0.0.1:${port}`)
