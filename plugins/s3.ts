@@ -1,22 +1,20 @@
 /**
- * S3 access: one long-lived S3Client and one presigner, built at startup and
- * decorated onto the instance. A presign costs one SHA-256 and one HMAC with a
- * cached signing key (src/sigv4-presign.ts), instead of rebuilding the SDK
- * middleware stack as getSignedUrl does on every call.
+ * S3 access: one long-lived S3Client, the bucket's resolved origin and the
+ * credentials, decorated onto the instance. Signing and verifying presigned
+ * GETs is src/presigned-get.ts's job; this plugin only feeds it.
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { S3Client } from '@aws-sdk/client-s3'
-import { S3RequestPresigner } from '@aws-sdk/s3-request-presigner'
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers'
-import { HttpRequest } from '@smithy/protocol-http'
-import { Hash } from '@smithy/hash-node'
 import { formatUrl } from '@aws-sdk/util-format-url'
 import type { AwsCredentialIdentityProvider } from '@aws-sdk/types'
-import { timingSafeEqual } from 'node:crypto'
 import { credentialsOutlasting, type CredentialSource } from '../src/credentials.js'
 import { objectOriginOf, type ObjectOrigin, type PresignedGet } from '../src/presigned-url.js'
-import { createQueryPresigner, encodeRfc3986 } from '../src/sigv4-presign.js'
+import { createPresignedGets, type SignedGet } from '../src/presigned-get.js'
+import type { PresignItem } from '../src/schemas.js'
+
+export { encodeKeyPath } from '../src/presigned-get.js'
 
 export interface S3PluginOptions {
   bucket: string
@@ -37,13 +35,13 @@ export interface FilesS3 {
   bucketUrl: URL
   signingRegion: string
   expiresIn: number
-  /** A presigned GET URL for `key` in our bucket, valid for `expiresIn` seconds. */
-  presignGetObject: (key: string) => Promise<string>
+  /** A presigned GET URL for an already-checked request, valid for `expiresIn` seconds. */
+  presignGetObject: (request: PresignItem) => Promise<SignedGet>
   /** Scheme, authority and base path that every URL we sign starts with. */
   objectOrigin: ObjectOrigin
   /**
-   * Re-signs a parsed presigned URL with our own key. Returns the URL to fetch
-   * when every signed parameter and the signature match, else undefined.
+   * Verifies a parsed presigned URL over its whole query with our current key.
+   * Returns the URL to fetch when the signature matches, else undefined.
    */
   verifyPresignedGet: (url: PresignedGet) => Promise<string | undefined>
   credentials: AwsCredentialIdentityProvider
@@ -53,15 +51,6 @@ declare module 'fastify' {
   interface FastifyInstance {
     s3: FilesS3
   }
-}
-
-const NOTHING_TO_ENCODE = /^[A-Za-z0-9\-._~/]*$/
-
-/** RFC 3986 unreserved characters stay; everything else, `/` excepted, is percent-encoded as S3 expects. */
-export function encodeKeyPath (key: string): string {
-  // Most keys need no encoding at all; skip the split/encode/join for them.
-  if (NOTHING_TO_ENCODE.test(key)) return key
-  return key.split('/').map(encodeRfc3986).join('/')
 }
 
 export async function createFilesS3 (opts: S3PluginOptions): Promise<FilesS3> {
@@ -95,31 +84,10 @@ export async function createFilesS3 (opts: S3PluginOptions): Promise<FilesS3> {
   const authScheme = (resolved.properties?.authSchemes as Array<{ signingRegion?: string }> | undefined)?.[0]
   const signingRegion = authScheme?.signingRegion ?? region
 
-  const presign = createQueryPresigner(signingRegion)
-  // Verifying uses the SDK's independent implementation, so every proxied URL
-  // also cross-checks our fast signer. It needs only the current key, not one
-  // that outlasts a new URL.
-  const verifier = new S3RequestPresigner({
-    credentials: source,
-    region: signingRegion,
-    sha256: Hash.bind(null, 'sha256'),
-    service: 's3'
-  })
-  const protocol = bucketUrl.protocol
-  const hostname = bucketUrl.hostname.replace(/^\[(.*)\]$/, '$1')
-  const port = bucketUrl.port === '' ? undefined : Number(bucketUrl.port)
-  const host = bucketUrl.host
   const objectOrigin = objectOriginOf(bucketUrl)
-  const { basePath } = objectOrigin
-
-  const getRequest = (key: string): HttpRequest => new HttpRequest({
-    protocol,
-    hostname,
-    port,
-    method: 'GET',
-    path: basePath + encodeKeyPath(key),
-    headers: { host }
-  })
+  const urls = createPresignedGets({ origin: objectOrigin, signingRegion, expiresIn })
+  // Verifying needs only the current key, not one that outlasts a new URL.
+  const current = typeof source === 'function' ? source : async () => source
 
   return {
     client,
@@ -129,25 +97,12 @@ export async function createFilesS3 (opts: S3PluginOptions): Promise<FilesS3> {
     signingRegion,
     expiresIn,
     credentials,
-    async presignGetObject (key: string): Promise<string> {
+    async presignGetObject (request) {
       // Throws rather than hand out a URL that would outlive its credentials.
-      const identity = await credentials()
-      return presign({ protocol, host, path: basePath + encodeKeyPath(key), credentials: identity, signedAt: new Date(), expiresIn })
+      return urls.sign(request, await credentials(), Date.now())
     },
-    async verifyPresignedGet (url: PresignedGet): Promise<string | undefined> {
-      const expected = await verifier.presign(getRequest(url.key), {
-        expiresIn: url.expiresIn, signingDate: url.signedAt, signingRegion
-      })
-      const query = expected.query as Record<string, string>
-      const { 'X-Amz-Signature': signature, ...signedParams } = query
-      if (url.query.length !== Object.keys(signedParams).length) return undefined
-      for (const [name, value] of url.query) {
-        if (signedParams[name] !== value) return undefined
-      }
-      const given = Buffer.from(url.signature)
-      const ours = Buffer.from(signature)
-      if (given.length !== ours.length || !timingSafeEqual(given, ours)) return undefined
-      return formatUrl(expected)
+    async verifyPresignedGet (url) {
+      return urls.verify(url, await current())
     }
   }
 }

@@ -4,8 +4,8 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { errorResponse, GeneratePresignedUrlRequest, GeneratePresignedUrlResponse, ref } from '../src/schemas.js'
-import { checkKeyForOrg } from '../src/object-key.js'
-import { ForbiddenKeyError, InvalidKeyError, PresignFailedError } from '../src/errors.js'
+import { checkPresignRequest } from '../src/presign-request.js'
+import { presignError, PresignFailedError } from '../src/errors.js'
 
 export interface FilesRoutesOptions {
   /** Presign requests per organization per minute (needs plugins/rate-limit.ts registered). */
@@ -23,7 +23,7 @@ const filesRoutes: FastifyPluginAsyncTypebox<FilesRoutesOptions> = async (fastif
       body: ref(GeneratePresignedUrlRequest),
       response: {
         200: { ...ref(GeneratePresignedUrlResponse), description: 'Presigned URL generated successfully' },
-        400: errorResponse('Authentication failed, or an invalid request body or key'),
+        400: errorResponse('Authentication failed, or an invalid request body, key, filename or versionId'),
         401: errorResponse('Missing or invalid Bearer token'),
         403: errorResponse('The key is outside the organization of the token'),
         413: errorResponse('Request body too large'),
@@ -34,20 +34,17 @@ const filesRoutes: FastifyPluginAsyncTypebox<FilesRoutesOptions> = async (fastif
       }
     }
   }, async (request, reply) => {
-    const { key } = request.body
-    const verdict = checkKeyForOrg(key, request.organization)
-    if (!verdict.ok) {
-      throw verdict.reason === 'forbidden' ? new ForbiddenKeyError(verdict.message) : new InvalidKeyError(verdict.message)
-    }
-    let url: string
+    const verdict = checkPresignRequest(request.body, request.organization)
+    if (!verdict.ok) throw presignError(verdict)
+    let signed
     try {
-      url = await fastify.s3.presignGetObject(key)
+      signed = await fastify.s3.presignGetObject(request.body)
     } catch (err) {
       request.log.error({ err }, 'presigning failed')
       throw new PresignFailedError()
     }
     reply.header('cache-control', 'no-store')
-    return { url }
+    return { url: signed.url, expiresAt: signed.expiresAt.toISOString() }
   })
 }
 

@@ -9,7 +9,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { errorResponse, ProxyFileQuery } from '../src/schemas.js'
 import { checkPresignedUrl } from '../src/presigned-url.js'
-import { contentDisposition } from '../src/content-disposition.js'
+import { mediaTypeEssence, presentDownload } from '../src/download-safety.js'
+import type { PresignedGet } from '../src/presigned-url.js'
 import { errorHandler } from '../src/error-handler.js'
 import {
   ClientClosedRequestError, ExpiredUrlError, FileNotFoundError, ForbiddenUrlError, InvalidPresignedUrlError, RangeNotSatisfiableError, TooBusyError, UpstreamFailedError, UpstreamTimeoutError
@@ -110,7 +111,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
         throw upstreamError(err, request)
       }
     }
-    return await relay(upstream, verdict.url.key, isHead, reply)
+    return await relay(upstream, verdict.url, isHead, reply)
   }
 
   fastify.get('/api/v1/proxy/file', {
@@ -152,7 +153,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
   }, proxyFile)
 }
 
-async function relay (upstream: Dispatcher.ResponseData, key: string, isHead: boolean, reply: FastifyReply): Promise<FastifyReply> {
+async function relay (upstream: Dispatcher.ResponseData, signed: PresignedGet, isHead: boolean, reply: FastifyReply): Promise<FastifyReply> {
   const { statusCode } = upstream
   const ok = statusCode === 200 || statusCode === 206 || statusCode === 304 || (isHead && statusCode === 416)
   if (!ok) {
@@ -172,18 +173,21 @@ async function relay (upstream: Dispatcher.ResponseData, key: string, isHead: bo
     const value = header(upstream, name)
     if (value !== undefined) void reply.header(name, value)
   }
+  // S3 has applied any signed response-content-type; a signed disposition is only a wish.
+  const requested = signed.query.find(([name]) => name === 'response-content-disposition')?.[1]
+  const presentation = presentDownload(signed.key, header(upstream, 'content-type'), requested)
   void reply
     .header('cache-control', 'private, no-store')
     .header('x-content-type-options', 'nosniff')
-    .header('content-security-policy', "default-src 'none'; sandbox")
-    .header('content-disposition', contentDisposition(key))
+    .header('content-security-policy', presentation.contentSecurityPolicy)
+    .header('content-disposition', presentation.contentDisposition)
 
   if (statusCode === 304) {
     discard(upstream)
     reply.removeHeader('content-length')
     return await reply.code(304).send()
   }
-  void reply.header('content-type', header(upstream, 'content-type') ?? 'application/octet-stream')
+  void reply.header('content-type', presentation.contentType)
 
   if (isHead) {
     discard(upstream)
@@ -195,7 +199,9 @@ async function relay (upstream: Dispatcher.ResponseData, key: string, isHead: bo
     }
     return await reply.code(200).send()
   }
-  if (statusCode === 206 && header(upstream, 'content-range') === undefined) {
+  // A multi-range answer is one multipart/byteranges body with no Content-Range: relay it as S3 sent it.
+  const multipart = mediaTypeEssence(presentation.contentType) === 'multipart/byteranges'
+  if (statusCode === 206 && header(upstream, 'content-range') === undefined && !multipart) {
     discard(upstream)
     throw new UpstreamFailedError()
   }

@@ -2,10 +2,20 @@
  * Named errors (via @fastify/error) for every failure we answer on purpose.
  * Their messages are public: they end up in response bodies.
  */
-import createError from '@fastify/error'
+import createError, { type FastifyError } from '@fastify/error'
 
 export const InvalidKeyError = createError<[string]>('ARTOS_INVALID_KEY', 'Invalid key: %s', 400)
 export const ForbiddenKeyError = createError<[string]>('ARTOS_FORBIDDEN_KEY', 'Forbidden: %s', 403)
+export const InvalidFilenameError = createError<[string]>('ARTOS_INVALID_FILENAME', 'Invalid filename: %s', 400)
+export const InvalidVersionIdError = createError<[string]>('ARTOS_INVALID_VERSION_ID', 'Invalid versionId: %s', 400)
+
+/** The error a refused presign request is answered with (alone, or as a batch item). */
+export function presignError (verdict: { reason: 'invalid' | 'forbidden', field: 'key' | 'filename' | 'versionId', message: string }): FastifyError {
+  if (verdict.reason === 'forbidden') return new ForbiddenKeyError(verdict.message)
+  if (verdict.field === 'filename') return new InvalidFilenameError(verdict.message)
+  if (verdict.field === 'versionId') return new InvalidVersionIdError(verdict.message)
+  return new InvalidKeyError(verdict.message)
+}
 /** The token verified but names no usable organization (the contract's 400). */
 export const AuthenticationFailedError = createError('ARTOS_AUTHENTICATION_FAILED', 'Authentication failed', 400)
 /** Any token we cannot accept; the cause is logged, the body stays generic. */

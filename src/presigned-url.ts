@@ -38,8 +38,26 @@ export type UrlVerdict =
   | { ok: false, reason: 'invalid' | 'forbidden' | 'expired', message: string }
 
 const REQUIRED_PARAMS = ['X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Date', 'X-Amz-Expires', 'X-Amz-SignedHeaders', 'X-Amz-Signature'] as const
-/** Everything our presigner may put in a URL; anything else was not signed by us. */
-const KNOWN_PARAMS = new Set<string>([...REQUIRED_PARAMS, 'X-Amz-Security-Token', 'X-Amz-Content-Sha256'])
+/**
+ * The parameters of a presigned GetObject, whoever minted it (our presigner,
+ * botocore and the aws CLI, the AWS SDK for JavaScript): SigV4's own, the SDK's
+ * operation marker and checksum mode, response header overrides, a version and
+ * a part. Each must also be covered by the signature (plugins/s3.ts verifies the
+ * whole query). Anything else (`acl`, `tagging`, `torrent`, `uploadId`, …) would
+ * make the GET another operation, whose answer is not a file.
+ */
+export const GET_OBJECT_PARAMS: ReadonlySet<string> = new Set<string>([
+  ...REQUIRED_PARAMS, 'X-Amz-Security-Token', 'X-Amz-Content-Sha256',
+  'x-id', 'x-amz-checksum-mode',
+  'response-cache-control', 'response-content-disposition', 'response-content-encoding',
+  'response-content-language', 'response-content-type', 'response-expires',
+  'versionId', 'partNumber'
+])
+/** Values that would change what the GET means, or that no tool writes otherwise. */
+const FIXED_VALUES: ReadonlyMap<string, string> = new Map([
+  ['x-id', 'GetObject'],
+  ['X-Amz-Content-Sha256', 'UNSIGNED-PAYLOAD']
+])
 const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/
 /** A URL "signed" further in the future than this is not one of ours. */
 const MAX_CLOCK_SKEW_MS = 15 * 60_000
@@ -99,8 +117,10 @@ export function checkPresignedUrl (raw: unknown, origin: ObjectOrigin, org: stri
   }
   if (!checkKeyForOrg(key, org).ok) return forbidden('only S3 URLs are allowed')
 
-  for (const name of params.keys()) {
-    if (!KNOWN_PARAMS.has(name)) return expired('Expired or invalid presigned URL')
+  for (const [name, value] of params) {
+    if (!GET_OBJECT_PARAMS.has(name)) return expired('Expired or invalid presigned URL')
+    const fixed = FIXED_VALUES.get(name)
+    if (fixed !== undefined && value !== fixed) return expired('Expired or invalid presigned URL')
   }
   if (params.get('X-Amz-SignedHeaders') !== 'host') return expired('Expired or invalid presigned URL')
   const amzDate = params.get('X-Amz-Date') as string

@@ -28,6 +28,23 @@ export interface QueryPresignRequest {
   credentials: AwsCredentialIdentity
   signedAt: Date
   expiresIn: number
+  /**
+   * Further signed parameters, already canonical: RFC 3986-encoded, sorted, and
+   * joined with "&". Every name must sort after "X-Amz-SignedHeaders" (lower-case
+   * names such as `response-*` and `versionId` do).
+   */
+  extraQuery?: string
+}
+
+export interface QuerySignatureInput {
+  /** host[:port] as signed in the `host` header */
+  host: string
+  path: string
+  /** the whole canonical query, X-Amz-Signature excluded */
+  canonicalQuery: string
+  /** X-Amz-Date, YYYYMMDDTHHMMSSZ */
+  amzDate: string
+  secretAccessKey: string
 }
 
 /** RFC 3986 encoding, as SigV4 requires for query names and values. */
@@ -83,7 +100,8 @@ function hmacSha256 (key: Buffer | string, message: string): Buffer {
   return createHmacSha256(typeof key === 'string' ? Buffer.from(key, 'utf8') : key).digest(message)
 }
 
-export function createQueryPresigner (region: string, service = 's3') {
+/** The one place that computes SigV4 for a GET signed in its query (signing and verifying). */
+export function createSigV4Query (region: string, service = 's3') {
   let cachedSigner: { day: string, secret: string, sign: (stringToSign: string) => string } | undefined
   let cachedDate: { ms: number, text: string } | undefined
   let cachedCredential: { accessKeyId: string, day: string, text: string } | undefined
@@ -111,16 +129,29 @@ export function createQueryPresigner (region: string, service = 's3') {
     return cachedCredential.text
   }
 
-  return function presign ({ protocol, host, path, credentials, signedAt, expiresIn }: QueryPresignRequest): string {
+  function signature ({ host, path, canonicalQuery, amzDate, secretAccessKey }: QuerySignatureInput): string {
+    const day = amzDate.slice(0, 8)
+    const canonicalRequest = `GET\n${path}\n${canonicalQuery}\nhost:${host}\n\nhost\nUNSIGNED-PAYLOAD`
+    const stringToSign = `AWS4-HMAC-SHA256\n${amzDate}\n${day}/${region}/${service}/aws4_request\n${hash('sha256', canonicalRequest, 'hex')}`
+    return signer(day, secretAccessKey)(stringToSign)
+  }
+
+  function presign ({ protocol, host, path, credentials, signedAt, expiresIn, extraQuery }: QueryPresignRequest): string {
     const date = formatDate(signedAt)
     const day = date.slice(0, 8)
     const scope = `${day}/${region}/${service}/aws4_request`
     // Parameter names are fixed, so this is already the code-point order SigV4 requires.
     const token = credentials.sessionToken === undefined ? '' : `&X-Amz-Security-Token=${encodeRfc3986(credentials.sessionToken)}`
     const head = `X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Content-Sha256=UNSIGNED-PAYLOAD&X-Amz-Credential=${credentialParam(credentials.accessKeyId, day, scope)}&X-Amz-Date=${date}&X-Amz-Expires=${expiresIn}${token}`
-    const canonicalRequest = `GET\n${path}\n${head}&X-Amz-SignedHeaders=host\nhost:${host}\n\nhost\nUNSIGNED-PAYLOAD`
-    const stringToSign = `AWS4-HMAC-SHA256\n${date}\n${scope}\n${hash('sha256', canonicalRequest, 'hex')}`
-    const signature = signer(day, credentials.secretAccessKey)(stringToSign)
-    return `${protocol}//${host}${path}?${head}&X-Amz-Signature=${signature}&X-Amz-SignedHeaders=host`
+    const extra = extraQuery === undefined || extraQuery === '' ? '' : `&${extraQuery}`
+    const sig = signature({ host, path, canonicalQuery: `${head}&X-Amz-SignedHeaders=host${extra}`, amzDate: date, secretAccessKey: credentials.secretAccessKey })
+    return `${protocol}//${host}${path}?${head}&X-Amz-Signature=${sig}&X-Amz-SignedHeaders=host${extra}`
   }
+
+  return { presign, signature }
+}
+
+/** Just the presigning function (a presigned GET with no further parameters unless `extraQuery` is given). */
+export function createQueryPresigner (region: string, service = 's3'): (request: QueryPresignRequest) => string {
+  return createSigV4Query(region, service).presign
 }

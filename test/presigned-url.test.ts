@@ -443,14 +443,38 @@ t.test('expired (410)', async t => {
   t.equal(reasonOf(at(NOW - 1000, '1')), 'expired', 'expires 1, signed a second ago')
   t.equal(reasonOf(at(NOW, '000001')), 'ok', 'leading zeros')
 
-  // Parameters our presigner never writes were not signed by us.
-  const unknown: Params[] = [
+  // Parameters of a presigned GetObject pass here; the signature must cover them (plugins/s3.ts).
+  const getObject: Params[] = [
     [['x-id', 'GetObject']],
+    [['x-amz-checksum-mode', 'ENABLED']],
     [['response-content-type', 'text/html']],
-    [['response-content-disposition', 'attachment']],
+    [['response-content-disposition', 'attachment; filename="a.txt"']],
+    [['response-cache-control', 'no-cache']],
+    [['response-content-encoding', 'identity']],
+    [['response-content-language', 'en']],
+    [['response-expires', 'Thu, 01 Dec 1994 16:00:00 GMT']],
     [['versionId', '3']],
     [['partNumber', '1']],
+    [['x-id', 'GetObject'], ['versionId', 'null'], ['response-content-type', 'application/pdf']]
+  ]
+  for (const extra of getObject) t.equal(reasonOf(check(withParams(extra))), 'ok', `GetObject parameter ${JSON.stringify(extra[0][0])}`)
+  // Values that would make the GET mean something else.
+  t.equal(reasonOf(check(withParams([['x-id', 'PutObject']]))), 'expired', 'x-id of another operation')
+  t.equal(reasonOf(check(genuine(PATH_STYLE, 'org-1/a.txt', sigv4Params().map(([n, v]) => [n, n === 'X-Amz-Content-Sha256' ? 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' : v])))), 'expired', 'a payload hash instead of UNSIGNED-PAYLOAD')
+
+  // Anything else turns the GET into another operation, or was never written by a signer.
+  const unknown: Params[] = [
+    [['acl', '']],
+    [['tagging', '']],
+    [['torrent', '']],
+    [['attributes', '']],
+    [['uploadId', 'x']],
+    [['legal-hold', '']],
+    [['retention', '']],
     [['X-Amz-User-Agent', 'x']],
+    [['X-Id', 'GetObject']],
+    [['VersionId', '3']],
+    [['Response-Content-Type', 'text/plain']],
     [['x-amz-security-token', 'lower-case name']],
     [['X-Amz-Signature2', 'x']],
     [['', 'empty name']],
