@@ -185,7 +185,7 @@ $common
 bind_port = $PROXY_PORT
 
 [pipeline:main]
-pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats s3api tempauth copy slo dlo versioned_writes proxy-logging proxy-server
+pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats s3api tempauth copy slo dlo versioned_writes symlink proxy-logging proxy-server
 
 [app:proxy-server]
 use = egg:swift#proxy
@@ -222,6 +222,10 @@ use = egg:swift#slo
 use = egg:swift#dlo
 [filter:versioned_writes]
 use = egg:swift#versioned_writes
+# S3 bucket versioning (PutBucketVersioning, versionId) through s3api; needs symlink.
+allow_object_versioning = true
+[filter:symlink]
+use = egg:swift#symlink
 EOF
 
   # 1-replica rings, one device each, built in parallel (each
