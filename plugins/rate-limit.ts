@@ -1,18 +1,24 @@
 /**
- * Per-organization rate limits with @fastify/rate-limit, keyed by the verified
- * organization (so it runs after authentication) with separate budgets per
- * route. With a Redis URL the counters live in Redis and every instance
- * behind the load balancer shares them; otherwise they are in memory.
+ * Per-organization rate limits (rate-limiter-flexible), keyed by the verified
+ * organization, with one budget for presigning and one for downloads. Routes
+ * declare their operation (src/operations.ts); a batch of N presigns costs N
+ * and is refused whole when it does not fit. With a Redis URL the counters
+ * live in Redis and every instance behind the load balancer shares them.
  */
 import fp from 'fastify-plugin'
-import type { FastifyInstance } from 'fastify'
-import fastifyRateLimit from '@fastify/rate-limit'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Redis } from 'ioredis'
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
 import { RateLimitedError } from '../src/errors.js'
+import { budgetOf, operationOf } from '../src/operations.js'
 
 export interface RateLimitPluginOptions {
+  presignPerMinute: number
+  proxyPerMinute: number
   redisUrl?: string
 }
+
+const WINDOW_SECONDS = 60
 
 async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginOptions): Promise<void> {
   let redis: Redis | undefined
@@ -31,17 +37,46 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
       else redis?.disconnect()
     })
   }
-  await fastify.register(fastifyRateLimit, {
-    global: false,
-    // Runs after the onRequest authentication, when request.organization is known.
-    hook: 'preHandler',
-    keyGenerator: request => request.organization,
-    redis,
-    nameSpace: 'artos-files-rate-limit:',
-    // An unreachable Redis lets requests through (and is logged) instead of failing them all.
-    skipOnError: true,
-    errorResponseBuilder: (_request, context) => new RateLimitedError(context.after)
+  const limiter = (budget: string, points: number): RateLimiterAbstract => redis === undefined
+    ? new RateLimiterMemory({ points, duration: WINDOW_SECONDS, keyPrefix: `artos-files:${budget}` })
+    : new RateLimiterRedis({ storeClient: redis, points, duration: WINDOW_SECONDS, keyPrefix: `artos-files-rate-limit:${budget}`, rejectIfRedisNotReady: true })
+  const budgets = { presign: limiter('presign', opts.presignPerMinute), proxy: limiter('proxy', opts.proxyPerMinute) }
+
+  // After authentication and body validation: the organization and the batch size are known.
+  fastify.addHook('preHandler', async (request, reply) => {
+    const operation = operationOf(request)
+    if (operation === undefined) return
+    const budget = budgets[budgetOf(operation)]
+    const cost = operation === 'presign.batch' ? batchSize(request) : 1
+    let state: RateLimiterRes
+    try {
+      state = await budget.consume(request.organization, cost)
+    } catch (outcome) {
+      if (!(outcome instanceof RateLimiterRes)) {
+        // An unreachable Redis lets requests through (and is logged) instead of failing them all.
+        request.log.warn({ err: outcome }, 'rate limit store unavailable; request allowed')
+        return
+      }
+      // Refused whole: give back what this request took, so it costs nothing.
+      await budget.reward(request.organization, cost).catch(() => {})
+      const retryAfter = Math.max(1, Math.ceil(outcome.msBeforeNext / 1000))
+      void reply.header('retry-after', String(retryAfter))
+      setLimitHeaders(reply, budget.points, 0, retryAfter)
+      throw new RateLimitedError(`${retryAfter} seconds`)
+    }
+    setLimitHeaders(reply, budget.points, state.remainingPoints, Math.ceil(state.msBeforeNext / 1000))
   })
+}
+
+function setLimitHeaders (reply: { header: (name: string, value: string) => unknown }, limit: number, remaining: number, resetSeconds: number): void {
+  reply.header('x-ratelimit-limit', String(limit))
+  reply.header('x-ratelimit-remaining', String(remaining))
+  reply.header('x-ratelimit-reset', String(resetSeconds))
+}
+
+function batchSize (request: FastifyRequest): number {
+  const items = (request.body as { items?: unknown[] } | undefined)?.items
+  return Array.isArray(items) ? items.length : 1
 }
 
 export default fp(rateLimitPlugin, { name: 'artos-files-rate-limit', fastify: '5.x' })

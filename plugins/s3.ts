@@ -37,6 +37,8 @@ export interface FilesS3 {
   expiresIn: number
   /** A presigned GET URL for an already-checked request, valid for `expiresIn` seconds. */
   presignGetObject: (request: PresignItem) => Promise<SignedGet>
+  /** The same for many requests, with one credentials look-up and one signing instant. */
+  presignGetObjects: (requests: PresignItem[]) => Promise<SignedGet[]>
   /** Scheme, authority and base path that every URL we sign starts with. */
   objectOrigin: ObjectOrigin
   /**
@@ -100,6 +102,11 @@ export async function createFilesS3 (opts: S3PluginOptions): Promise<FilesS3> {
     async presignGetObject (request) {
       // Throws rather than hand out a URL that would outlive its credentials.
       return urls.sign(request, await credentials(), Date.now())
+    },
+    async presignGetObjects (requests) {
+      const identity = await credentials()
+      const now = Date.now()
+      return requests.map(request => urls.sign(request, identity, now))
     },
     async verifyPresignedGet (url) {
       return urls.verify(url, await current())

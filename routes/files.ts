@@ -7,14 +7,9 @@ import { errorResponse, GeneratePresignedUrlRequest, GeneratePresignedUrlRespons
 import { checkPresignRequest } from '../src/presign-request.js'
 import { presignError, PresignFailedError } from '../src/errors.js'
 
-export interface FilesRoutesOptions {
-  /** Presign requests per organization per minute (needs plugins/rate-limit.ts registered). */
-  perMinute?: number
-}
-
-const filesRoutes: FastifyPluginAsyncTypebox<FilesRoutesOptions> = async (fastify, opts) => {
+const filesRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/generate-presigned-url', {
-    config: opts.perMinute === undefined ? {} : { rateLimit: { max: opts.perMinute, timeWindow: '1 minute' } },
+    config: { artosOperation: 'presign' },
     schema: {
       operationId: 'generatePresignedUrl',
       tags: ['Files'],

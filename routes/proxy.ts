@@ -16,11 +16,10 @@ import {
   ClientClosedRequestError, ExpiredUrlError, FileNotFoundError, ForbiddenUrlError, InvalidPresignedUrlError, RangeNotSatisfiableError, TooBusyError, UpstreamFailedError, UpstreamTimeoutError
 } from '../src/errors.js'
 import type { ProxyOptions } from '../src/options.js'
+import type { Operation } from '../src/operations.js'
 
 export interface ProxyRoutesOptions {
   proxy: Required<ProxyOptions>
-  /** Proxy requests per organization per minute (needs plugins/rate-limit.ts registered). */
-  perMinute?: number
 }
 
 /** Client headers that S3 understands for a GET and that carry no credentials. */
@@ -55,7 +54,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
   }
   const binary = (description: string) => ({ description, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } })
   const common = {
-    config: opts.perMinute === undefined ? {} : { rateLimit: { max: opts.perMinute, timeWindow: '1 minute' } },
+    config: { artosOperation: 'proxy.get' as Operation },
     // Fastify's schema errors are 400; the contract wants 422 for this parameter.
     attachValidation: true,
     // A body that fails before its first byte surfaces here instead of in the handler.
@@ -137,7 +136,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
   fastify.head('/api/v1/proxy/file', {
     ...common,
     // Documented as an operation of its own; @fastify/swagger names it "proxyPresignedFile-head".
-    config: { ...common.config, swagger: { exposeHeadRoute: true } },
+    config: { artosOperation: 'proxy.head' as Operation, swagger: { exposeHeadRoute: true } },
     schema: {
       operationId: 'proxyPresignedFile',
       tags: ['Files'],

@@ -12,6 +12,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import authPlugin from '../plugins/auth.js'
 import s3Plugin from '../plugins/s3.js'
 import filesRoutes from '../routes/files.js'
+import presignBatchRoutes from '../routes/presign-batch.js'
 import proxyRoutes from '../routes/proxy.js'
 import healthRoutes from '../routes/health.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
@@ -50,10 +51,10 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
   // Every route of the Files API requires a verified token.
   await fastify.register(async function authenticatedRoutes (group) {
     group.addHook('onRequest', group.authenticate)
-    const limits = opts.rateLimit
-    if (limits !== false) await group.register(rateLimitPlugin, { redisUrl: limits.redisUrl })
-    await group.register(filesRoutes, { perMinute: limits === false ? undefined : limits.presignPerMinute })
-    await group.register(proxyRoutes, { proxy: opts.proxy, perMinute: limits === false ? undefined : limits.proxyPerMinute })
+    if (opts.rateLimit !== false) await group.register(rateLimitPlugin, opts.rateLimit)
+    await group.register(filesRoutes)
+    await group.register(presignBatchRoutes)
+    await group.register(proxyRoutes, { proxy: opts.proxy })
   })
 }
 
