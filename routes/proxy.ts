@@ -9,7 +9,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { errorResponse, ProxyFileQuery } from '../src/schemas.js'
 import { checkPresignedUrl } from '../src/presigned-url.js'
-import { mediaTypeEssence, presentDownload } from '../src/download-safety.js'
+import { DOWNLOAD_CSP, mediaTypeEssence, presentDownload } from '../src/download-safety.js'
 import type { PresignedGet } from '../src/presigned-url.js'
 import { errorHandler } from '../src/error-handler.js'
 import {
@@ -178,7 +178,7 @@ async function relay (upstream: Dispatcher.ResponseData, signed: PresignedGet, i
   void reply
     .header('cache-control', 'private, no-store')
     .header('x-content-type-options', 'nosniff')
-    .header('content-security-policy', presentation.contentSecurityPolicy)
+    .header('content-security-policy', DOWNLOAD_CSP)
     .header('content-disposition', presentation.contentDisposition)
 
   if (statusCode === 304) {
