@@ -22,7 +22,7 @@ import { resolveFilesOptions, type FilesOptions } from './options.js'
 import { sharedSchemas } from './schemas.js'
 import { errorHandler } from './error-handler.js'
 import { OverloadedError } from './errors.js'
-import { logSerializers, redactUrl } from './log-redaction.js'
+import { logRedact, logSerializers, looksLikeJwt, redactUrl } from './log-redaction.js'
 
 async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promise<void> {
   const opts = resolveFilesOptions(options)
@@ -78,13 +78,20 @@ const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 export async function buildApp ({ logger, trustProxy, docs = true, corsOrigins = [], maxEventLoopDelayMs = 1000, ...files }: BuildAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: logger === undefined || logger === false ? false : { ...(typeof logger === 'object' ? logger : {}), serializers: logSerializers },
+    logger: logger === undefined || logger === false ? false : { ...(typeof logger === 'object' ? logger : {}), serializers: logSerializers, redact: logRedact },
     trustProxy: trustProxy ?? false,
     // Request ids from the edge are kept (and echoed) so log lines join across services.
     requestIdHeader: false,
     genReqId: request => {
       const incoming = request.headers['x-request-id']
-      return typeof incoming === 'string' && SAFE_REQUEST_ID.test(incoming) ? incoming : randomUUID()
+      return typeof incoming === 'string' && SAFE_REQUEST_ID.test(incoming) && !looksLikeJwt(incoming) ? incoming : randomUUID()
+    },
+    // A path Fastify cannot decode is answered with the raw path in the message; ours is redacted.
+    frameworkErrors: (error, request, reply) => {
+      const safe = error.code === 'FST_ERR_BAD_URL' || error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+        ? Object.assign(new Error(`'${redactUrl(request.url)}' is not a valid URL`), { code: error.code, statusCode: 400 })
+        : error
+      errorHandler(safe, request, reply)
     }
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.setErrorHandler(errorHandler)
@@ -92,7 +99,7 @@ export async function buildApp ({ logger, trustProxy, docs = true, corsOrigins =
     void reply.header('x-request-id', request.id)
     done()
   })
-  // Fastify's default 404 logs and echoes the raw URL, query string included.
+  // Fastify's default 404 logs and echoes the raw URL, query string included: ours logs and echoes it redacted.
   app.setNotFoundHandler(async (request, reply) => {
     const message = `Route ${request.method}:${redactUrl(request.url)} not found`
     request.log.info(message)

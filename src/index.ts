@@ -26,5 +26,5 @@ export {
 // The security decisions: which keys and URLs are allowed.
 export { checkKeyForOrg, checkKeySyntax, isSafeOrgId, MAX_KEY_BYTES, type KeyVerdict } from './object-key.js'
 export { checkPresignedUrl, objectOriginOf, type ObjectOrigin, type PresignedGet, type UrlVerdict } from './presigned-url.js'
-export { redactUrl } from './log-redaction.js'
+export { logRedact, logSerializers, redactUrl } from './log-redaction.js'
 export * as errors from './errors.js'
