@@ -85,7 +85,7 @@ export function checkPresignedUrl (raw: unknown, origin: ObjectOrigin, org: stri
   const params = new Map<string, string>()
   for (const [name, value] of url.searchParams) {
     // Only names we know are echoed: this message is logged, and a pasted secret can be a name.
-    if (params.has(name)) return invalid(`presigned_url repeats ${KNOWN_PARAMS.has(name) ? name : 'a parameter'}`)
+    if (params.has(name)) return invalid(`presigned_url repeats ${GET_OBJECT_PARAMS.has(name) ? name : 'a parameter'}`)
     params.set(name, value)
   }
   for (const name of REQUIRED_PARAMS) {
