@@ -4,7 +4,7 @@
  * valid, are fetched; everything is decided before any outbound connection.
  */
 import { Readable } from 'node:stream'
-import { Agent, request as undiciRequest, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { errorResponse, ProxyFileQuery } from '../src/schemas.js'
@@ -12,33 +12,22 @@ import { checkPresignedUrl } from '../src/presigned-url.js'
 import { contentDisposition } from '../src/content-disposition.js'
 import { errorHandler } from '../src/error-handler.js'
 import {
-  ClientClosedRequestError, ExpiredUrlError, FileNotFoundError, ForbiddenUrlError, InvalidPresignedUrlError, RangeNotSatisfiableError, TooBusyError, UpstreamFailedError, UpstreamTimeoutError
+  ExpiredUrlError, FileNotFoundError, ForbiddenUrlError, InvalidPresignedUrlError, RangeNotSatisfiableError, TooBusyError, UpstreamFailedError
 } from '../src/errors.js'
-import type { ProxyOptions } from '../src/options.js'
 
+/** Needs plugins/upstream.ts (`fastify.filesUpstream`) registered. */
 export interface ProxyRoutesOptions {
-  proxy: Required<ProxyOptions>
   /** Proxy requests per organization per minute (needs plugins/rate-limit.ts registered). */
   perMinute?: number
 }
+
 
 /** Client headers that S3 understands for a GET and that carry no credentials. */
 const FORWARDED_REQUEST_HEADERS = ['range', 'if-range', 'if-none-match', 'if-modified-since'] as const
 /** Upstream headers a client may see; never x-amz-*, never Set-Cookie. */
 const PASSED_RESPONSE_HEADERS = ['content-length', 'content-range', 'etag', 'last-modified', 'accept-ranges'] as const
-const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
 
 const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastify, opts) => {
-  const agent = new Agent({
-    connectTimeout: opts.proxy.connectTimeoutMs,
-    headersTimeout: opts.proxy.headersTimeoutMs,
-    bodyTimeout: opts.proxy.idleTimeoutMs,
-    // Redirects are never followed: undici only follows them through an interceptor we do not add.
-    maxRedirections: 0
-  } as Agent.Options)
-  fastify.addHook('onClose', async () => { await agent.close() })
-  let activeDownloads = 0
-
   const errorResponses = {
     400: errorResponse('Authentication failed'),
     401: errorResponse('Missing or invalid Bearer token'),
@@ -59,8 +48,10 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
     attachValidation: true,
     // A body that fails before its first byte surfaces here instead of in the handler.
     errorHandler: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-      const fromUpstream = (error as { code?: string }).code?.startsWith('UND_ERR_') === true
-      errorHandler(fromUpstream ? upstreamError(error, request) : error, request, reply)
+      const fromUpstream = error.code?.startsWith('UND_ERR_') === true
+      // A refused download may try again shortly.
+      if (error instanceof TooBusyError) void reply.header('retry-after', '1')
+      errorHandler(fromUpstream ? fastify.filesUpstream.failure(error, request.log) : error, request, reply)
     }
   }
   const description = 'Stream a file via backend using a presigned S3 URL. Useful when clients cannot access S3 directly (for example, VPN-restricted browsers). The URL is validated to allow only S3 hosts.'
@@ -89,27 +80,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
       delete headers['if-range']
     }
 
-    if (activeDownloads >= opts.proxy.maxConcurrentDownloads) {
-      void reply.header('retry-after', '1')
-      throw new TooBusyError()
-    }
-    activeDownloads++
-    const abort = new AbortController()
-    reply.raw.once('close', () => {
-      activeDownloads--
-      if (!reply.raw.writableFinished) abort.abort()
-    })
-    let upstream: Dispatcher.ResponseData | undefined
-    for (let attempt = 1; upstream === undefined; attempt++) {
-      try {
-        upstream = await undiciRequest(upstreamUrl, { method: 'GET', headers, dispatcher: agent, signal: abort.signal })
-      } catch (err) {
-        if (abort.signal.aborted) throw new ClientClosedRequestError()
-        // A pooled keep-alive connection the server closed as we reused it: a GET is safe to send once more.
-        if (attempt === 1 && (err as { code?: string }).code === 'UND_ERR_SOCKET') continue
-        throw upstreamError(err, request)
-      }
-    }
+    const upstream = await fastify.filesUpstream.fetch(upstreamUrl, { headers, client: reply.raw, log: request.log })
     return await relay(upstream, verdict.url.key, isHead, reply)
   }
 
@@ -211,13 +182,6 @@ function discard (upstream: Dispatcher.ResponseData): void {
 function header (upstream: Dispatcher.ResponseData, name: string): string | undefined {
   const value = upstream.headers[name]
   return Array.isArray(value) ? value[0] : value
-}
-
-/** Outbound failures are the upstream's fault: 504 for timeouts, 502 for everything else. */
-function upstreamError (err: unknown, request: FastifyRequest): FastifyError {
-  const code = (err as { code?: string }).code
-  request.log.warn({ err }, 'storage upstream request failed')
-  return code !== undefined && TIMEOUT_CODES.has(code) ? new UpstreamTimeoutError() : new UpstreamFailedError()
 }
 
 export default proxyRoutes

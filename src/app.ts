@@ -11,6 +11,7 @@ import { Ajv } from 'ajv'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import authPlugin from '../plugins/auth.js'
 import s3Plugin from '../plugins/s3.js'
+import upstreamPlugin from '../plugins/upstream.js'
 import filesRoutes from '../routes/files.js'
 import proxyRoutes from '../routes/proxy.js'
 import healthRoutes from '../routes/health.js'
@@ -46,6 +47,7 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
     s3Client: opts.s3Client,
     expiresIn: opts.expiresIn
   })
+  await fastify.register(upstreamPlugin, opts.proxy)
   if (opts.healthRoutes === true) await fastify.register(healthRoutes)
   // Every route of the Files API requires a verified token.
   await fastify.register(async function authenticatedRoutes (group) {
@@ -53,7 +55,7 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
     const limits = opts.rateLimit
     if (limits !== false) await group.register(rateLimitPlugin, { redisUrl: limits.redisUrl })
     await group.register(filesRoutes, { perMinute: limits === false ? undefined : limits.presignPerMinute })
-    await group.register(proxyRoutes, { proxy: opts.proxy, perMinute: limits === false ? undefined : limits.proxyPerMinute })
+    await group.register(proxyRoutes, { perMinute: limits === false ? undefined : limits.proxyPerMinute })
   })
 }
 
