@@ -6,8 +6,15 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { errorResponse, GeneratePresignedUrlRequest, GeneratePresignedUrlResponse, ref } from '../src/schemas.js'
 import { checkPresignRequest } from '../src/presign-request.js'
 import { presignError, PresignFailedError } from '../src/errors.js'
+import { proxyLinkFor } from '../src/proxy-link.js'
 
-const filesRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
+export interface PresignRoutesOptions {
+  /** Absolute URL of the plain-link route, when links are enabled (src/proxy-link.ts). */
+  proxyLinkBase?: string
+}
+
+const filesRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = async (fastify, opts) => {
+  const linkFor = opts.proxyLinkBase === undefined ? undefined : proxyLinkFor.bind(null, opts.proxyLinkBase)
   fastify.post('/generate-presigned-url', {
     config: { artosOperation: 'presign' },
     schema: {
@@ -39,7 +46,8 @@ const filesRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       throw new PresignFailedError()
     }
     reply.header('cache-control', 'no-store')
-    return { url: signed.url, expiresAt: signed.expiresAt.toISOString() }
+    const { url, expiresAt } = signed
+    return { url, expiresAt: expiresAt.toISOString(), ...(linkFor === undefined ? {} : { proxyUrl: linkFor(url) }) }
   })
 }
 

@@ -8,11 +8,14 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { errorResponse, GeneratePresignedUrlsRequest, GeneratePresignedUrlsResponse, MAX_BATCH_ITEMS, ref, type PresignItem, type PresignItemResult } from '../src/schemas.js'
 import { checkPresignRequest } from '../src/presign-request.js'
 import { presignError, PresignFailedError } from '../src/errors.js'
+import { proxyLinkFor } from '../src/proxy-link.js'
+import type { PresignRoutesOptions } from './files.js'
 
 /** A full batch of the longest keys, names and versions fits; Fastify's 1 MiB default would not. */
 const BATCH_BODY_LIMIT = 3 * 1024 * 1024
 
-const presignBatchRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
+const presignBatchRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = async (fastify, opts) => {
+  const linkFor = opts.proxyLinkBase === undefined ? undefined : proxyLinkFor.bind(null, opts.proxyLinkBase)
   fastify.post('/generate-presigned-urls', {
     config: { artosOperation: 'presign.batch' },
     bodyLimit: BATCH_BODY_LIMIT,
@@ -56,7 +59,7 @@ const presignBatchRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         return { key: item.key, error: { statusCode: statusCode ?? 400, code, message } }
       }
       const { url, expiresAt } = signed[next++]
-      return { key: item.key, url, expiresAt: expiresAt.toISOString() }
+      return { key: item.key, url, expiresAt: expiresAt.toISOString(), ...(linkFor === undefined ? {} : { proxyUrl: linkFor(url) }) }
     })
     reply.header('cache-control', 'no-store')
     return { results }

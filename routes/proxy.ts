@@ -4,44 +4,58 @@
  * valid, are fetched; everything is decided before any outbound connection.
  */
 import { Readable } from 'node:stream'
-import { Agent, request as undiciRequest, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { errorResponse, ProxyFileQuery } from '../src/schemas.js'
-import { checkPresignedUrl } from '../src/presigned-url.js'
+import { checkPresignedUrl, keyOrganization } from '../src/presigned-url.js'
+import { PROXY_LINK_PATH } from '../src/proxy-link.js'
 import { DOWNLOAD_CSP, mediaTypeEssence, presentDownload } from '../src/download-safety.js'
 import type { PresignedGet } from '../src/presigned-url.js'
 import { errorHandler } from '../src/error-handler.js'
 import {
-  ClientClosedRequestError, ExpiredUrlError, FileNotFoundError, ForbiddenUrlError, InvalidPresignedUrlError, RangeNotSatisfiableError, TooBusyError, UpstreamFailedError, UpstreamTimeoutError
+  ExpiredUrlError, FileNotFoundError, ForbiddenUrlError, InvalidPresignedUrlError, RangeNotSatisfiableError, TooBusyError, UpstreamFailedError
 } from '../src/errors.js'
-import type { ProxyOptions } from '../src/options.js'
 import type { Operation } from '../src/operations.js'
 
+/**
+ * `bearer`: GET|HEAD /api/v1/proxy/file, in the authenticated group.
+ * `link`: GET|HEAD /api/v1/proxy/link, with no token at all: the presigned URL
+ * is the credential, so a link grants exactly what that URL grants (one object,
+ * until its expiry) and its organization is the key's first segment.
+ * Both need plugins/upstream.ts (`fastify.filesUpstream`) registered.
+ */
 export interface ProxyRoutesOptions {
-  proxy: Required<ProxyOptions>
+  mode?: 'bearer' | 'link'
 }
 
 /** Client headers that S3 understands for a GET and that carry no credentials. */
 const FORWARDED_REQUEST_HEADERS = ['range', 'if-range', 'if-none-match', 'if-modified-since'] as const
 /** Upstream headers a client may see; never x-amz-*, never Set-Cookie. */
 const PASSED_RESPONSE_HEADERS = ['content-length', 'content-range', 'etag', 'last-modified', 'accept-ranges'] as const
-const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
+
+const MODES = {
+  bearer: {
+    path: '/api/v1/proxy/file',
+    operationId: 'proxyPresignedFile',
+    operations: { get: 'proxy.get', head: 'proxy.head' },
+    summary: 'Proxy Presigned File',
+    description: 'Stream a file via backend using a presigned S3 URL. Useful when clients cannot access S3 directly (for example, VPN-restricted browsers). The URL is validated to allow only S3 hosts.'
+  },
+  link: {
+    path: PROXY_LINK_PATH,
+    operationId: 'proxyPresignedLink',
+    operations: { get: 'proxy.link', head: 'proxy.link' },
+    summary: 'Proxy Presigned File (plain link)',
+    description: 'The same stream as `GET /api/v1/proxy/file`, without an Authorization header, for `<a href download>`, a new tab or an `<iframe>`: the browser streams the file to disk. The presigned URL is the credential: the link grants exactly what it grants (one object of our bucket, until its expiry), and counts against the organization of the object\'s key. Served only when the server enables proxy links; `proxyUrl` in a presign response is such a link.'
+  }
+} as const satisfies Record<string, { operations: Record<'get' | 'head', Operation> } & Record<string, unknown>>
 
 const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastify, opts) => {
-  const agent = new Agent({
-    connectTimeout: opts.proxy.connectTimeoutMs,
-    headersTimeout: opts.proxy.headersTimeoutMs,
-    bodyTimeout: opts.proxy.idleTimeoutMs,
-    // Redirects are never followed: undici only follows them through an interceptor we do not add.
-    maxRedirections: 0
-  } as Agent.Options)
-  fastify.addHook('onClose', async () => { await agent.close() })
-  let activeDownloads = 0
-
+  const mode = MODES[opts.mode ?? 'bearer']
+  const isLink = opts.mode === 'link'
   const errorResponses = {
-    400: errorResponse('Authentication failed'),
-    401: errorResponse('Missing or invalid Bearer token'),
+    ...(isLink ? {} : { 400: errorResponse('Authentication failed'), 401: errorResponse('Missing or invalid Bearer token') }),
     403: errorResponse('Forbidden: only S3 URLs are allowed'),
     404: errorResponse('File not found'),
     410: errorResponse('Expired or invalid presigned URL'),
@@ -49,31 +63,40 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
     429: errorResponse('Rate limit of the organization exceeded; see Retry-After'),
     500: errorResponse('Internal server error while proxying file'),
     502: errorResponse('The storage upstream failed or answered garbage'),
-    503: errorResponse('Too many downloads in progress, or token verification temporarily unavailable; see Retry-After'),
+    503: errorResponse(isLink ? 'Too many downloads in progress; see Retry-After' : 'Too many downloads in progress, or token verification temporarily unavailable; see Retry-After'),
     504: errorResponse('The storage upstream timed out')
   }
   const binary = (description: string) => ({ description, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } })
   const common = {
-    config: { artosOperation: 'proxy.get' as Operation },
     // Fastify's schema errors are 400; the contract wants 422 for this parameter.
     attachValidation: true,
     // A body that fails before its first byte surfaces here instead of in the handler.
     errorHandler: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-      const fromUpstream = (error as { code?: string }).code?.startsWith('UND_ERR_') === true
-      errorHandler(fromUpstream ? upstreamError(error, request) : error, request, reply)
-    }
+      const fromUpstream = error.code?.startsWith('UND_ERR_') === true
+      // A refused download may try again shortly.
+      if (error instanceof TooBusyError) void reply.header('retry-after', '1')
+      errorHandler(fromUpstream ? fastify.filesUpstream.failure(error, request.log) : error, request, reply)
+    },
+    // A link's organization is its key's: known before rate limits and slots are counted.
+    ...(isLink ? { preValidation: organizationFromLink } : {})
   }
-  const description = 'Stream a file via backend using a presigned S3 URL. Useful when clients cannot access S3 directly (for example, VPN-restricted browsers). The URL is validated to allow only S3 hosts.'
+
+  function check (request: FastifyRequest, organization: string | ((key: string) => string | undefined)): PresignedGet {
+    if (request.validationError !== undefined) throw new InvalidPresignedUrlError('give exactly one presigned_url')
+    const verdict = checkPresignedUrl((request.query as Record<string, unknown>).presigned_url, fastify.s3.objectOrigin, organization, Date.now())
+    if (verdict.ok) return verdict.url
+    if (verdict.reason === 'invalid') throw new InvalidPresignedUrlError(verdict.message)
+    throw verdict.reason === 'forbidden' ? new ForbiddenUrlError() : new ExpiredUrlError()
+  }
+
+  async function organizationFromLink (request: FastifyRequest): Promise<void> {
+    const { key } = check(request, keyOrganization)
+    request.organization = key.slice(0, key.indexOf('/'))
+  }
 
   const proxyFile = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
-    const query = request.query as Record<string, unknown>
-    if (request.validationError !== undefined) throw new InvalidPresignedUrlError('give exactly one presigned_url')
-    const verdict = checkPresignedUrl(query.presigned_url, fastify.s3.objectOrigin, request.organization, Date.now())
-    if (!verdict.ok) {
-      if (verdict.reason === 'invalid') throw new InvalidPresignedUrlError(verdict.message)
-      throw verdict.reason === 'forbidden' ? new ForbiddenUrlError() : new ExpiredUrlError()
-    }
-    const upstreamUrl = await fastify.s3.verifyPresignedGet(verdict.url)
+    const signed = check(request, request.organization)
+    const upstreamUrl = await fastify.s3.verifyPresignedGet(signed)
     if (upstreamUrl === undefined) throw new ExpiredUrlError()
 
     const isHead = request.method === 'HEAD'
@@ -89,40 +112,22 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
       delete headers['if-range']
     }
 
-    if (activeDownloads >= opts.proxy.maxConcurrentDownloads) {
-      void reply.header('retry-after', '1')
-      throw new TooBusyError()
-    }
-    activeDownloads++
-    const abort = new AbortController()
-    reply.raw.once('close', () => {
-      activeDownloads--
-      if (!reply.raw.writableFinished) abort.abort()
-    })
-    let upstream: Dispatcher.ResponseData | undefined
-    for (let attempt = 1; upstream === undefined; attempt++) {
-      try {
-        upstream = await undiciRequest(upstreamUrl, { method: 'GET', headers, dispatcher: agent, signal: abort.signal })
-      } catch (err) {
-        if (abort.signal.aborted) throw new ClientClosedRequestError()
-        // A pooled keep-alive connection the server closed as we reused it: a GET is safe to send once more.
-        if (attempt === 1 && (err as { code?: string }).code === 'UND_ERR_SOCKET') continue
-        throw upstreamError(err, request)
-      }
-    }
-    return await relay(upstream, verdict.url, isHead, reply)
+    const upstream = await fastify.filesUpstream.fetch(upstreamUrl, { headers, client: reply.raw, log: request.log })
+    return await relay(upstream, signed, isHead, reply)
   }
 
-  fastify.get('/api/v1/proxy/file', {
+  fastify.get(mode.path, {
     ...common,
+    config: { artosOperation: mode.operations.get },
     // HEAD is its own operation below: it must not download the body.
     exposeHeadRoute: false,
     schema: {
-      operationId: 'proxyPresignedFile',
+      operationId: mode.operationId,
       tags: ['Files'],
-      summary: 'Proxy Presigned File',
-      description,
+      summary: mode.summary,
+      description: mode.description,
       querystring: ProxyFileQuery,
+      ...(isLink ? { security: [] } : {}),
       response: {
         200: binary('File streamed successfully'),
         206: binary('Partial content (a Range request)'),
@@ -133,16 +138,17 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
     }
   }, proxyFile)
 
-  fastify.head('/api/v1/proxy/file', {
+  fastify.head(mode.path, {
     ...common,
-    // Documented as an operation of its own; @fastify/swagger names it "proxyPresignedFile-head".
-    config: { artosOperation: 'proxy.head' as Operation, swagger: { exposeHeadRoute: true } },
+    // Documented as an operation of its own; @fastify/swagger names it "<operationId>-head".
+    config: { artosOperation: mode.operations.head, swagger: { exposeHeadRoute: true } },
     schema: {
-      operationId: 'proxyPresignedFile',
+      operationId: mode.operationId,
       tags: ['Files'],
-      summary: 'Proxy Presigned File (headers only)',
-      description: 'The headers `GET /api/v1/proxy/file` would send (size, type, ETag, Last-Modified), without the body.',
+      summary: `${mode.summary} (headers only)`,
+      description: `The headers \`GET ${mode.path}\` would send (size, type, ETag, Last-Modified), without the body.`,
       querystring: ProxyFileQuery,
+      ...(isLink ? { security: [] } : {}),
       response: {
         200: { type: 'null', description: 'Headers of the file' },
         304: { type: 'null', description: 'Not modified (a conditional request)' },
@@ -216,13 +222,6 @@ function discard (upstream: Dispatcher.ResponseData): void {
 function header (upstream: Dispatcher.ResponseData, name: string): string | undefined {
   const value = upstream.headers[name]
   return Array.isArray(value) ? value[0] : value
-}
-
-/** Outbound failures are the upstream's fault: 504 for timeouts, 502 for everything else. */
-function upstreamError (err: unknown, request: FastifyRequest): FastifyError {
-  const code = (err as { code?: string }).code
-  request.log.warn({ err }, 'storage upstream request failed')
-  return code !== undefined && TIMEOUT_CODES.has(code) ? new UpstreamTimeoutError() : new UpstreamFailedError()
 }
 
 export default proxyRoutes

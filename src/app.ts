@@ -11,6 +11,7 @@ import { Ajv } from 'ajv'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import authPlugin from '../plugins/auth.js'
 import s3Plugin from '../plugins/s3.js'
+import upstreamPlugin from '../plugins/upstream.js'
 import filesRoutes from '../routes/files.js'
 import presignBatchRoutes from '../routes/presign-batch.js'
 import proxyRoutes from '../routes/proxy.js'
@@ -19,6 +20,7 @@ import rateLimitPlugin from '../plugins/rate-limit.js'
 import openapiPlugin from '../plugins/openapi.js'
 import securityHeaders from '../plugins/security-headers.js'
 import { resolveFilesOptions, type FilesOptions } from './options.js'
+import { proxyLinkBase } from './proxy-link.js'
 import { sharedSchemas } from './schemas.js'
 import { errorHandler } from './error-handler.js'
 import { OverloadedError } from './errors.js'
@@ -47,15 +49,20 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
     s3Client: opts.s3Client,
     expiresIn: opts.expiresIn
   })
+  await fastify.register(upstreamPlugin, opts.proxy)
   if (opts.healthRoutes === true) await fastify.register(healthRoutes)
-  // Every route of the Files API requires a verified token.
+  // One set of per-organization budgets for every route group below.
+  if (opts.rateLimit !== false) await fastify.register(rateLimitPlugin, opts.rateLimit)
+  const links = opts.proxyLinks === undefined ? {} : { proxyLinkBase: proxyLinkBase(opts.proxyLinks.publicBaseUrl, fastify.prefix) }
+  // Every route of the Files API requires a verified token…
   await fastify.register(async function authenticatedRoutes (group) {
     group.addHook('onRequest', group.authenticate)
-    if (opts.rateLimit !== false) await group.register(rateLimitPlugin, opts.rateLimit)
-    await group.register(filesRoutes)
-    await group.register(presignBatchRoutes)
-    await group.register(proxyRoutes, { proxy: opts.proxy })
+    await group.register(filesRoutes, links)
+    await group.register(presignBatchRoutes, links)
+    await group.register(proxyRoutes, { mode: 'bearer' })
   })
+  // …except plain links, when enabled: their presigned URL is the credential.
+  if (opts.proxyLinks !== undefined) await fastify.register(proxyRoutes, { mode: 'link' })
 }
 
 /** The embeddable plugin: encapsulated, so a host's prefix, hooks and schemas stay its own. */

@@ -30,6 +30,8 @@ export const EnvSchema = Type.Object({
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   RATE_LIMIT_PRESIGN_PER_MIN: Type.Integer({ minimum: 1, default: 1200 }),
   RATE_LIMIT_PROXY_PER_MIN: Type.Integer({ minimum: 1, default: 300 }),
+  PROXY_LINKS: Type.Boolean({ default: false }),
+  PUBLIC_BASE_URL: Type.Optional(Type.String({ pattern: '^https?://[^/?#]+(/[^?#]*)?$' })),
   PROXY_MAX_CONCURRENT_DOWNLOADS: Type.Integer({ minimum: 1, default: 256 }),
   MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 10, default: 1000 }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 30000 })
@@ -76,6 +78,9 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     ].filter(Boolean)
     if (missing.length > 0) throw new ConfigError(`NODE_ENV=production requires ${missing.join(' and ')}`)
   }
+  if (parsed.PROXY_LINKS && parsed.PUBLIC_BASE_URL === undefined) {
+    throw new ConfigError('PROXY_LINKS=true requires PUBLIC_BASE_URL (where clients reach this API, e.g. https://api.example.com): links are never built from request headers')
+  }
   if (parsed.S3_BUCKET === undefined && (parsed.S3_ENDPOINT !== undefined)) {
     throw new ConfigError('S3_ENDPOINT is set but S3_BUCKET is not')
   }
@@ -103,7 +108,8 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
         proxyPerMinute: parsed.RATE_LIMIT_PROXY_PER_MIN,
         ...(parsed.REDIS_URL === undefined ? {} : { redisUrl: parsed.REDIS_URL })
       },
-      proxy: { maxConcurrentDownloads: parsed.PROXY_MAX_CONCURRENT_DOWNLOADS }
+      proxy: { maxConcurrentDownloads: parsed.PROXY_MAX_CONCURRENT_DOWNLOADS },
+      ...(parsed.PROXY_LINKS && parsed.PUBLIC_BASE_URL !== undefined ? { proxyLinks: { publicBaseUrl: parsed.PUBLIC_BASE_URL } } : {})
     }
   }
 }

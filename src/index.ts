@@ -14,6 +14,7 @@ export { default as authPlugin, type AuthPluginOptions, type TokenClaims } from 
 export { default as s3Plugin, createFilesS3, encodeKeyPath, type FilesS3, type S3PluginOptions } from '../plugins/s3.js'
 export { default as filesRoutes } from '../routes/files.js'
 export { default as proxyRoutes, type ProxyRoutesOptions } from '../routes/proxy.js'
+export { default as upstreamPlugin, type FilesUpstream, type UpstreamPluginOptions } from '../plugins/upstream.js'
 export { default as openapiPlugin, bearerAuthScheme } from '../plugins/openapi.js'
 
 // Contract schemas and options.

@@ -63,6 +63,15 @@ export const FilesOptionsSchema = Type.Object({
   proxy: Type.Optional(ProxyOptions),
   /** Per-organization limits; `false` turns them off (e.g. when the host limits already). */
   rateLimit: Type.Optional(Type.Union([RateLimitOptions, Type.Literal(false)])),
+  /**
+   * Plain-link downloads: GET /api/v1/proxy/link streams a presigned URL with no
+   * Authorization header, and presign responses carry `proxyUrl`. Off unless set:
+   * the contract's proxy requires the Bearer token.
+   */
+  proxyLinks: Type.Optional(Type.Object({
+    /** Where clients reach this API (links are built from it, never from request headers), e.g. https://api.example.com */
+    publicBaseUrl: Type.String({ pattern: '^https?://[^/?#]+(/[^?#]*)?$' })
+  }, { additionalProperties: false })),
   /** Also serve GET /health (liveness) and GET /ready (readiness) without authentication. */
   healthRoutes: Type.Optional(Type.Boolean()),
   prefix: Type.Optional(Type.String())

@@ -4,7 +4,7 @@
  * exhaustively (tables and fast-check properties). Signature verification,
  * which needs our credentials, follows in plugins/s3.ts.
  */
-import { checkKeyForOrg } from './object-key.js'
+import { checkKeyForOrg, isSafeOrgId } from './object-key.js'
 
 /** Where our objects live, from the S3 plugin's resolved bucket URL. */
 export interface ObjectOrigin {
@@ -71,7 +71,18 @@ const invalid = (message: string): UrlVerdict => ({ ok: false, reason: 'invalid'
 const forbidden = (message: string): UrlVerdict => ({ ok: false, reason: 'forbidden', message })
 const expired = (message: string): UrlVerdict => ({ ok: false, reason: 'expired', message })
 
-export function checkPresignedUrl (raw: unknown, origin: ObjectOrigin, org: string, now: number): UrlVerdict {
+/** The organization a key belongs to: its first segment, when that is a valid organization id. */
+export function keyOrganization (key: string): string | undefined {
+  const slash = key.indexOf('/')
+  const org = slash === -1 ? undefined : key.slice(0, slash)
+  return isSafeOrgId(org) ? org : undefined
+}
+
+/**
+ * @param org the caller's organization, or how to read it from the key (plain
+ *   links carry no token: the key's own organization is the one it counts against)
+ */
+export function checkPresignedUrl (raw: unknown, origin: ObjectOrigin, org: string | ((key: string) => string | undefined), now: number): UrlVerdict {
   if (typeof raw !== 'string' || raw === '') return invalid('presigned_url must be given exactly once')
   if (raw.length > MAX_URL_LENGTH || !PRINTABLE_ASCII.test(raw)) return invalid('presigned_url is not a URL')
   let url: URL
@@ -116,7 +127,8 @@ export function checkPresignedUrl (raw: unknown, origin: ObjectOrigin, org: stri
   } catch {
     return forbidden('only S3 URLs are allowed')
   }
-  if (!checkKeyForOrg(key, org).ok) return forbidden('only S3 URLs are allowed')
+  const expectedOrg = typeof org === 'string' ? org : org(key)
+  if (expectedOrg === undefined || !checkKeyForOrg(key, expectedOrg).ok) return forbidden('only S3 URLs are allowed')
 
   for (const [name, value] of params) {
     if (!GET_OBJECT_PARAMS.has(name)) return expired('Expired or invalid presigned URL')

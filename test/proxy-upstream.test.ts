@@ -7,7 +7,7 @@
 import t, { type Test } from 'tap'
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
 import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net'
-import { buildApp } from '../src/app.js'
+import { buildApp, type BuildAppOptions } from '../src/app.js'
 import { orgToken, TEST_SECRET } from './helpers/tokens.js'
 import { presignedUrlFor, proxyPath } from './helpers/presign.js'
 
@@ -33,7 +33,7 @@ async function startUpstream (t: Test, behaviour: Behaviour) {
   return { endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests, closedSockets }
 }
 
-async function appFor (t: Test, endpoint: string) {
+async function appFor (t: Test, endpoint: string, overrides: Partial<BuildAppOptions> = {}) {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
   const app = await buildApp({
     bucket: 'bucket',
@@ -41,7 +41,8 @@ async function appFor (t: Test, endpoint: string) {
     forcePathStyle: true,
     credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test-secret' },
     jwt: { secret: TEST_SECRET },
-    proxy: { connectTimeoutMs: 1000, headersTimeoutMs: 500, idleTimeoutMs: 500 }
+    proxy: { connectTimeoutMs: 1000, headersTimeoutMs: 500, idleTimeoutMs: 500 },
+    ...overrides
   })
   t.teardown(async () => { await app.close() })
   const address = await app.listen({ host: '127.0.0.1', port: 0 })
@@ -211,6 +212,40 @@ t.test('a client that disconnects makes the proxy drop the upstream connection w
   while (upstream.closedSockets.length === 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
   t.ok(upstream.closedSockets.length >= 1, 'upstream socket closed')
   if (upstream.closedSockets.length > 0) t.ok(upstream.closedSockets[0] - abortedAt <= 1000, `closed ${upstream.closedSockets[0] - abortedAt} ms after the client left`)
+})
+
+t.test('a client that leaves early is not an upstream failure, and its slot is freed', async t => {
+  const stalls: Array<[string, (res: ServerResponse) => void]> = [
+    ['before the upstream answers', () => {}],
+    ['after the upstream headers, before the first body byte', res => { res.writeHead(200, { 'content-type': 'text/plain' }); res.flushHeaders() }]
+  ]
+  for (const [when, stall] of stalls) {
+    const upstream = await startUpstream(t, (_req, res) => {
+      // The first request stalls; later ones are answered.
+      if (upstream.requests.length > 1) res.end('ok')
+      else stall(res)
+    })
+    const lines: string[] = []
+    const logger = { level: 'warn', stream: { write: (line: string) => { lines.push(line) } } }
+    const { app, address } = await appFor(t, upstream.endpoint, { logger, proxy: { headersTimeoutMs: 60_000, idleTimeoutMs: 60_000, maxConcurrentDownloads: 1 } })
+    const url = `${address}${proxyPath(await presignedUrlFor(app, 'org-1/a.txt'))}`
+    const controller = new AbortController()
+    const download = fetch(url, { headers: auth, signal: controller.signal }).catch(() => undefined)
+    const deadline = Date.now() + 5000
+    while (upstream.requests.length === 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
+    await new Promise(resolve => setTimeout(resolve, 50))
+    t.equal((await fetch(url, { headers: auth })).status, 503, `${when}: the only slot is taken`)
+    controller.abort()
+    await download
+    while (upstream.closedSockets.length === 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
+    t.ok(upstream.closedSockets.length >= 1, `${when}: the upstream request was aborted`)
+    const next = await fetch(url, { headers: auth })
+    t.equal(next.status, 200, `${when}: the slot is free again`)
+    t.equal(await next.text(), 'ok')
+    // (The 503 above is logged as a failed request; nothing else may be.)
+    const logged = lines.map(line => JSON.parse(line) as { msg: string, err?: { code?: string } }).filter(line => line.err?.code !== 'ARTOS_TOO_BUSY')
+    t.same(logged.map(line => line.msg), [], `${when}: the abort is not logged at warn or above`)
+  }
 })
 
 t.test('forged and foreign URLs are refused without any outbound request', async t => {
