@@ -92,3 +92,39 @@ t.test('a URL presigned with a filename is saved under that name', async t => {
   t.equal(download.suggestedFilename(), 'Study protocol – v2.pdf', 'saved under the requested name')
   t.same(await readFile(await download.path()), contents, 'the bytes')
 })
+
+t.test('a plain proxy link in <a href download> saves the file; the page\'s script never touches the body', async t => {
+  const s3 = await startTestS3(t)
+  // Links are built from the public base URL, so the port is chosen first.
+  const probe = await buildTestApp(t, s3)
+  const port = Number(new URL(await probe.listen({ host: '127.0.0.1', port: 0 })).port)
+  await probe.close()
+  const base = `http://127.0.0.1:${port}`
+  const app = await buildTestApp(t, s3, { proxyLinks: { publicBaseUrl: base } })
+  await app.listen({ host: '127.0.0.1', port })
+  const contents = onePagePdf('linked')
+  await s3.put('org-1/docs/91c2.pdf', contents, 'application/pdf')
+  const res = await app.inject({ method: 'POST', url: '/generate-presigned-url', headers: { authorization: `Bearer ${orgToken('org-1')}` }, payload: { key: 'org-1/docs/91c2.pdf', filename: 'Clinical protocol.pdf' } })
+  const { proxyUrl } = res.json<{ proxyUrl: string }>()
+  t.match(proxyUrl, `${base}/api/v1/proxy/link?presigned_url=`)
+
+  const browser = await launch(t)
+  const page = await browser.newPage({ acceptDownloads: true })
+  const scripted: string[] = []
+  page.on('request', request => {
+    if (request.url().includes('/api/v1/proxy/') && ['fetch', 'xhr'].includes(request.resourceType())) scripted.push(request.url())
+  })
+  await page.goto(`${base}/documentation/`)
+  await page.evaluate(`(() => {
+    const a = document.createElement('a')
+    a.id = 'file'
+    a.href = ${JSON.stringify(proxyUrl)}
+    a.download = ''
+    a.textContent = 'Download'
+    document.body.prepend(a)
+  })()`)
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#file')])
+  t.equal(download.suggestedFilename(), 'Clinical protocol.pdf', 'saved under the signed name')
+  t.same(await readFile(await download.path()), contents, 'byte-equal')
+  t.same(scripted, [], 'no fetch or XHR read the file: the browser streamed it to disk')
+})
