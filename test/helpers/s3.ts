@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import S3rver from 's3rver'
 import {
-  S3Client, CreateBucketCommand, PutObjectCommand, DeleteObjectCommand, DeleteBucketCommand, ListObjectsV2Command
+  S3Client, CreateBucketCommand, PutObjectCommand, DeleteObjectCommand, DeleteBucketCommand, ListObjectsV2Command, PutBucketVersioningCommand
 } from '@aws-sdk/client-s3'
 
 export interface TestS3 {
@@ -97,4 +97,12 @@ async function withBucket (t: Teardown, server: Omit<TestS3, 'bucket' | 'client'
       await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }))
     }
   }
+}
+
+/** Turns on versioning for the test's bucket and writes `older`, then `newer`, under `key`; returns the older version's id. */
+export async function putTwoVersions (s3: TestS3, key: string, older: string, newer: string): Promise<string | undefined> {
+  await s3.client.send(new PutBucketVersioningCommand({ Bucket: s3.bucket, VersioningConfiguration: { Status: 'Enabled' } }))
+  const first = await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: older }))
+  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: newer }))
+  return first.VersionId
 }

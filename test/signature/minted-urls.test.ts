@@ -9,8 +9,7 @@
 import t from 'tap'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { randomBytes } from 'node:crypto'
-import { PutBucketVersioningCommand, PutObjectCommand } from '@aws-sdk/client-s3'
-import { externalS3Configured, startTestS3, type TestS3 } from '../helpers/s3.js'
+import { externalS3Configured, putTwoVersions, startTestS3, type TestS3 } from '../helpers/s3.js'
 import { buildTestApp } from '../helpers/app.js'
 import { orgToken } from '../helpers/tokens.js'
 import { proxyPath } from '../helpers/presign.js'
@@ -91,15 +90,13 @@ t.test('URLs from every minting tool stream byte-equal; altered ones are refused
 
 t.test('versionId: every tool\'s URL for an older version streams that version', async t => {
   const s3 = await startTestS3(t)
-  await s3.client.send(new PutBucketVersioningCommand({ Bucket: s3.bucket, VersioningConfiguration: { Status: 'Enabled' } }))
-  const app = await buildTestApp(t, s3)
   const key = 'org-1/versioned/protocol.txt'
-  const first = await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: 'version one' }))
-  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: 'version two' }))
-  t.ok(first.VersionId, `Swift versions the bucket (${String(first.VersionId)})`)
+  const older = await putTwoVersions(s3, key, 'version one', 'version two')
+  const app = await buildTestApp(t, s3)
+  t.ok(older, `Swift versions the bucket (${String(older)})`)
   for (const [tool, mint, extras] of tools) {
     if (!extras) continue
-    const url = await mint(s3, key, { versionId: first.VersionId })
+    const url = await mint(s3, key, { versionId: older })
     const res = await app.inject({ method: 'GET', url: proxyPath(url), headers: auth })
     t.equal(res.statusCode, 200, `${tool}`)
     t.equal(res.body, 'version one', `${tool}: the older version's bytes`)

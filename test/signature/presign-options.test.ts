@@ -4,8 +4,7 @@
  * Content-Disposition we signed, and a pinned version's bytes.
  */
 import t from 'tap'
-import { PutBucketVersioningCommand, PutObjectCommand } from '@aws-sdk/client-s3'
-import { externalS3Configured, startTestS3 } from '../helpers/s3.js'
+import { externalS3Configured, putTwoVersions, startTestS3 } from '../helpers/s3.js'
 import { buildTestApp } from '../helpers/app.js'
 import { orgToken } from '../helpers/tokens.js'
 import { contentDisposition } from '../../src/content-disposition.js'
@@ -40,12 +39,10 @@ t.test('filename and disposition: S3 answers with exactly the signed Content-Dis
 
 t.test('versionId: the URL of an older version downloads that version, directly and through the proxy', async t => {
   const s3 = await startTestS3(t)
-  await s3.client.send(new PutBucketVersioningCommand({ Bucket: s3.bucket, VersioningConfiguration: { Status: 'Enabled' } }))
-  const app = await buildTestApp(t, s3)
   const key = 'org-1/versioned/plan.txt'
-  const old = await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: 'draft' }))
-  await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: 'final' }))
-  const res = await app.inject({ method: 'POST', url: '/generate-presigned-url', headers: auth, payload: { key, versionId: old.VersionId, filename: 'plan (draft).txt' } })
+  const older = await putTwoVersions(s3, key, 'draft', 'final')
+  const app = await buildTestApp(t, s3)
+  const res = await app.inject({ method: 'POST', url: '/generate-presigned-url', headers: auth, payload: { key, versionId: older, filename: 'plan (draft).txt' } })
   t.equal(res.statusCode, 200)
   const { url } = res.json<{ url: string }>()
   t.equal(await (await fetch(url)).text(), 'draft', 'the pinned version')
