@@ -2,7 +2,7 @@
  * Options of the Files API plugin. The TypeBox schema is the single source of
  * both the TypeScript type and the register-time validation.
  */
-import { Type, type Static } from '@sinclair/typebox'
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Ajv } from 'ajv'
 import type { S3Client } from '@aws-sdk/client-s3'
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@aws-sdk/types'
@@ -89,9 +89,71 @@ export interface ResolvedFilesOptions extends FilesOptions {
   rateLimit: false | (Required<Omit<RateLimitOptions, 'redisUrl'>> & Pick<RateLimitOptions, 'redisUrl'>)
 }
 
+/** Options Fastify itself passes to every plugin it registers. */
+const FASTIFY_REGISTER_OPTIONS = ['prefix', 'logLevel', 'logSerializers']
+
+/**
+ * The first option name no schema knows, with the closest known one: from
+ * JavaScript, `endPoint` or `expiresin` would otherwise be ignored silently.
+ */
+export function unknownOption (options: object, schema: TSchema = FilesOptionsSchema, path = ''): { name: string, closest: string } | undefined {
+  const known = propertiesOf(schema)
+  if (known === undefined) return undefined
+  const names = path === '' ? [...known.keys(), ...FASTIFY_REGISTER_OPTIONS] : [...known.keys()]
+  for (const [name, value] of Object.entries(options)) {
+    const inner = known.get(name)
+    if (inner === undefined) {
+      if (path === '' && FASTIFY_REGISTER_OPTIONS.includes(name)) continue
+      return { name: `${path}${name}`, closest: `${path}${closestName(name, names)}` }
+    }
+    // Only plain option objects are ours to walk (not an S3Client or a credentials object).
+    if (typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype) {
+      const nested = unknownOption(value, inner, `${path}${name}.`)
+      if (nested !== undefined) return nested
+    }
+  }
+  return undefined
+}
+
+/** Property schemas of an object schema, or of every member of a union of them. */
+function propertiesOf (schema: TSchema): Map<string, TSchema> | undefined {
+  const members = (schema.anyOf as TSchema[] | undefined) ?? [schema]
+  const objects = members.filter(member => typeof member.properties === 'object')
+  if (objects.length === 0) return undefined
+  return new Map(objects.flatMap(member => Object.entries(member.properties as Record<string, TSchema>)))
+}
+
+function closestName (name: string, candidates: string[]): string {
+  let best = candidates[0]
+  let bestDistance = Infinity
+  for (const candidate of candidates) {
+    const distance = editDistance(name.toLowerCase(), candidate.toLowerCase())
+    if (distance < bestDistance) {
+      best = candidate
+      bestDistance = distance
+    }
+  }
+  return best
+}
+
+/** Levenshtein distance. */
+function editDistance (a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    previous = current
+  }
+  return previous[b.length]
+}
+
 /** Validates at register time and names the offending option, so a host sees its mistake at boot. */
 export function resolveFilesOptions (options: unknown): ResolvedFilesOptions {
   if (typeof options !== 'object' || options === null) throw new TypeError('artos-files: options must be an object')
+  const unknown = unknownOption(options)
+  if (unknown !== undefined) throw new TypeError(`artos-files: unknown option "${unknown.name}"; did you mean "${unknown.closest}"?`)
   if (!validateOptions(options)) {
     const first = validateOptions.errors?.[0]
     const path = (first?.instancePath ?? '').slice(1).replaceAll('/', '.')

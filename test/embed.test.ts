@@ -79,7 +79,14 @@ t.test('bad options fail at register time with the option named', async t => {
     [{ bucket: 'bucket', jwt: { secret: TEST_SECRET }, expiresIn: 8 * 24 * 3600 }, /invalid option "expiresIn"/],
     [{ bucket: 'bucket', jwt: { jwksUrl: 'https://idp.example/jwks.json' } }, /invalid option "jwt/],
     [{ bucket: 'bucket' }, /option "jwt" is required/],
-    [{ bucket: 'bucket', useHostJwt: true }, /host has not registered @fastify\/jwt/]
+    [{ bucket: 'bucket', useHostJwt: true }, /host has not registered @fastify\/jwt/],
+    // Typos from JavaScript are refused, with the closest valid name.
+    [{ bucket: 'bucket', jwt: { secret: TEST_SECRET }, endPoint: 'http://127.0.0.1:9000' }, /unknown option "endPoint"; did you mean "endpoint"\?/],
+    [{ bucket: 'bucket', jwt: { secret: TEST_SECRET }, expiresin: 60 }, /unknown option "expiresin"; did you mean "expiresIn"\?/],
+    [{ bucket: 'bucket', jwt: { secret: TEST_SECRET, audiance: 'x' } }, /unknown option "jwt.audiance"; did you mean "jwt.audience"\?/],
+    [{ bucket: 'bucket', jwt: { secret: TEST_SECRET }, proxy: { maxConcurrentDownload: 5 } }, /unknown option "proxy.maxConcurrentDownload"; did you mean "proxy.maxConcurrentDownloads"\?/],
+    [{ bucket: 'bucket', jwt: { secret: TEST_SECRET }, rateLimit: { presignPerMin: 5 } }, /unknown option "rateLimit.presignPerMin"; did you mean "rateLimit.presignPerMinute"\?/],
+    [{ bucket: 'bucket', jwt: { secret: TEST_SECRET }, proxyLink: { publicBaseUrl: 'https://x.example' } }, /unknown option "proxyLink"; did you mean "proxyLinks"\?/]
   ]
   for (const [options, message] of cases) {
     const host = Fastify()

@@ -35,6 +35,11 @@ t.test('CORS: only the listed origins, exactly', async t => {
   const simple = await app.inject({ method: 'POST', url: '/generate-presigned-url', headers: { ...auth(), origin: 'https://app.artosai.com' }, payload: { key: 'org-1/a.pdf' } })
   t.equal(simple.headers['access-control-allow-origin'], 'https://app.artosai.com')
   t.match(String(simple.headers['access-control-expose-headers']), /Content-Disposition/)
+  // A browser app must be able to read why its token was refused.
+  const refused = await app.inject({ method: 'POST', url: '/generate-presigned-url', headers: { authorization: 'Bearer not.a.token', origin: 'https://app.artosai.com' }, payload: { key: 'org-1/a.pdf' } })
+  t.equal(refused.statusCode, 401)
+  t.match(String(refused.headers['www-authenticate']), /error="invalid_token"/)
+  t.match(String(refused.headers['access-control-expose-headers']), /\bWWW-Authenticate\b/i, 'WWW-Authenticate is exposed to the page')
 
   const closed = await buildTestApp(t, s3)
   const none = await closed.inject({ method: 'OPTIONS', url: '/generate-presigned-url', headers: { origin: 'https://app.artosai.com', 'access-control-request-method': 'POST' } })
