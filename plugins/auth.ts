@@ -11,6 +11,7 @@ import type { FastifyReply, FastifyRequest, FastifyBaseLogger } from 'fastify'
 import type { JwtOptions } from '../src/options.js'
 import { isSafeOrgId } from '../src/object-key.js'
 import { AuthenticationFailedError, InvalidTokenError, TokenVerificationUnavailableError } from '../src/errors.js'
+import { refuseRepeatedAuthorization } from '../src/repeated-authorization.js'
 
 /** Claims of a verified token; only `exp` and the organization claim matter to us. */
 export interface TokenClaims {
@@ -124,6 +125,9 @@ async function authPlugin (fastify: import('fastify').FastifyInstance, opts: Aut
   }
   const { orgClaim } = opts
 
+  // On every route registered after us (health included), before any token is
+  // read or looked up in the memory below, which keys on one header's value.
+  fastify.addHook('onRequest', refuseRepeatedAuthorization)
   fastify.decorateRequest('organization', '')
   // Only tokens we verify ourselves are remembered: a host's @fastify/jwt may
   // run its own checks (e.g. a revocation list) on every request.

@@ -22,6 +22,7 @@ import { sharedSchemas } from './schemas.js'
 import { errorHandler } from './error-handler.js'
 import { OverloadedError } from './errors.js'
 import { logSerializers, redactUrl } from './log-redaction.js'
+import { refuseRepeatedAuthorization } from './repeated-authorization.js'
 
 async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promise<void> {
   const opts = resolveFilesOptions(options)
@@ -91,6 +92,8 @@ export async function buildApp ({ logger, trustProxy, docs = true, corsOrigins =
     void reply.header('x-request-id', request.id)
     done()
   })
+  // Every route, docs and 404s included (the plugin refuses them on its own routes too).
+  app.addHook('onRequest', refuseRepeatedAuthorization)
   // Fastify's default 404 logs and echoes the raw URL, query string included.
   app.setNotFoundHandler(async (request, reply) => {
     const message = `Route ${request.method}:${redactUrl(request.url)} not found`
