@@ -23,6 +23,7 @@ import { errorHandler } from './error-handler.js'
 import { OverloadedError } from './errors.js'
 import { logSerializers, redactUrl } from './log-redaction.js'
 import { refuseRepeatedAuthorization } from './repeated-authorization.js'
+import { acceptJsonBodiesOnly } from './json-body.js'
 
 async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promise<void> {
   const opts = resolveFilesOptions(options)
@@ -36,6 +37,8 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
   }
   fastify.setValidatorCompiler(({ schema }) => ajv.compile(schema))
   fastify.setErrorHandler(errorHandler)
+  // Every POST route of ours reads JSON; anything else is 415 (the host's parsers stay its own).
+  acceptJsonBodiesOnly(fastify)
 
   await fastify.register(authPlugin, { jwt: opts.jwt, orgClaim: opts.orgClaim })
   await fastify.register(s3Plugin, {
