@@ -12,7 +12,7 @@ import { isSafeOrgId } from '../src/object-key.js'
 import { AuthenticationFailedError, InvalidTokenError, TokenVerificationUnavailableError } from '../src/errors.js'
 import { refuseRepeatedAuthorization } from '../src/repeated-authorization.js'
 import { fetchJwksDocument, JwksKeys, JWKS_ALGORITHMS } from '../src/jwks.js'
-import { addressedToUs } from '../src/token-claims.js'
+import { addressedToUs, issuedAtVerdict } from '../src/token-claims.js'
 
 /** Claims of a verified token; only `exp` and the organization claim matter to us. */
 export interface TokenClaims {
@@ -138,6 +138,8 @@ async function authPlugin (fastify: import('fastify').FastifyInstance, opts: Aut
     }
     try {
       await (request as unknown as Record<string, () => Promise<unknown>>)[verifierName]()
+      // Ours and the host's verification alike: fast-jwt reads iat only for maxAge.
+      refuseIssuedInTheFuture(request.user)
     } catch (err) {
       throw toAuthError(err, request, reply)
     }
@@ -149,6 +151,12 @@ async function authPlugin (fastify: import('fastify').FastifyInstance, opts: Aut
     request.organization = organization
     verified?.remember(authorization, request.user, organization)
   })
+}
+
+function refuseIssuedInTheFuture (claims: TokenClaims | undefined): void {
+  const verdict = issuedAtVerdict(claims?.iat, Date.now(), CLOCK_TOLERANCE_MS)
+  if (verdict === 'not-a-number') throw new InvalidTokenError('Authorization token is invalid: iat is not a number')
+  if (verdict === 'in-the-future') throw new InvalidTokenError('Authorization token is not yet valid: issued in the future')
 }
 
 /** How long a verified token is trusted without re-verification (never beyond its exp). */
