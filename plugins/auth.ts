@@ -48,7 +48,7 @@ export interface AuthPluginOptions {
 
 /** Tolerated clock skew between us and the token issuer. */
 const CLOCK_TOLERANCE_MS = 30_000
-/** Refresh cadence for a JWKS; rotated keys appear within this time. */
+/** A key set older than this is fetched again, so a key the IdP drops stops verifying within this time. */
 const JWKS_TTL_MS = 10 * 60_000
 /** Key ids not in the key set trigger at most one key-set fetch per second. */
 const JWKS_FETCH_INTERVAL_MS = 1_000
