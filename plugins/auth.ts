@@ -6,11 +6,13 @@
 import { createPublicKey } from 'node:crypto'
 import fp from 'fastify-plugin'
 import fastifyJwt, { type FastifyJWTOptions, type VerifyOptions } from '@fastify/jwt'
-import buildGetJwks from 'get-jwks'
 import type { FastifyReply, FastifyRequest, FastifyBaseLogger } from 'fastify'
 import type { JwtOptions } from '../src/options.js'
 import { isSafeOrgId } from '../src/object-key.js'
 import { AuthenticationFailedError, InvalidTokenError, TokenVerificationUnavailableError } from '../src/errors.js'
+import { refuseRepeatedAuthorization } from '../src/repeated-authorization.js'
+import { fetchJwksDocument, JwksKeys, JWKS_ALGORITHMS } from '../src/jwks.js'
+import { addressedToUs, issuedAtVerdict } from '../src/token-claims.js'
 
 /** Claims of a verified token; only `exp` and the organization claim matter to us. */
 export interface TokenClaims {
@@ -46,11 +48,11 @@ export interface AuthPluginOptions {
 
 /** Tolerated clock skew between us and the token issuer. */
 const CLOCK_TOLERANCE_MS = 30_000
-/** Refresh cadence for a JWKS; rotated keys appear within this time. */
+/** A key set older than this is fetched again, so a key the IdP drops stops verifying within this time. */
 const JWKS_TTL_MS = 10 * 60_000
-/** Key ids never seen before trigger at most one key-set fetch per second. */
-const UNKNOWN_KID_FETCH_INTERVAL_MS = 1_000
-const JWKS_FETCH_ERRORS = new Set(['JWKS_REQUEST_FAILED', 'NO_JWKS', 'OPENID_CONFIGURATION_REQUEST_FAILED', 'NO_JWKS_URI'])
+/** Key ids not in the key set trigger at most one key-set fetch per second. */
+const JWKS_FETCH_INTERVAL_MS = 1_000
+const JWKS_FETCH_TIMEOUT_MS = 5_000
 
 export function jwtRegistrationOptions (jwt: JwtOptions): FastifyJWTOptions {
   const issuer = jwt.issuer
@@ -70,29 +72,24 @@ export function jwtRegistrationOptions (jwt: JwtOptions): FastifyJWTOptions {
   if ('publicKey' in jwt) {
     return { secret: { public: jwt.publicKey }, verify: { ...verify, algorithms: [algorithmForPublicKey(jwt.publicKey)] } }
   }
-  const jwks = new URL(jwt.jwksUrl)
-  // get-jwks addresses a key set as "<domain>/<path>"; the whitelist pins it to our one URL.
-  const domain = `${jwks.origin}/`
-  const jwksPath = `${jwks.pathname.slice(1)}${jwks.search}`
-  const getJwks = buildGetJwks({ issuersWhitelist: [domain], jwksPath, ttl: JWKS_TTL_MS, max: 100 })
-  // get-jwks fetches the key set for every key id it has not seen. Tokens are
-  // attacker-controlled, so never-seen ids may cause at most one fetch per
-  // interval; known ids (cached or stale) refresh freely.
-  let lastUnknownKidFetch = -Infinity
+  const { jwksUrl, audience } = jwt
+  const keys = new JwksKeys({
+    fetchDocument: async () => await fetchJwksDocument(jwksUrl, JWKS_FETCH_TIMEOUT_MS),
+    minFetchIntervalMs: JWKS_FETCH_INTERVAL_MS,
+    maxAgeMs: JWKS_TTL_MS
+  })
   return {
-    secret: async (_request: FastifyRequest, token: { header: { kid?: unknown, alg?: unknown } }) => {
+    secret: async (_request: FastifyRequest, token: { header: { kid?: unknown, alg?: unknown }, payload: unknown }) => {
+      // Read before the signature, so tokens meant for someone else never reach the key set.
+      if (!addressedToUs(token.payload, jwt.issuer, audience)) throw new InvalidTokenError('Authorization token is invalid: not issued for this service')
       const { kid, alg } = token.header
       if (typeof kid !== 'string' || typeof alg !== 'string') throw new InvalidTokenError('Authorization token is invalid: no key id')
-      const cacheKey = getJwks.generateCacheKey(alg, kid, domain)
-      if (getJwks.cache.get(cacheKey) === undefined && getJwks.staleCache.get(cacheKey) === undefined) {
-        if (Date.now() - lastUnknownKidFetch < UNKNOWN_KID_FETCH_INTERVAL_MS) throw new InvalidTokenError('Authorization token is invalid: unknown key id')
-        lastUnknownKidFetch = Date.now()
-      }
-      return await getJwks.getPublicKey({ domain, kid, alg })
+      if (!JWKS_ALGORITHMS.includes(alg)) throw new InvalidTokenError('Authorization token is invalid: algorithm not accepted')
+      return await keys.publicKey(kid, alg)
     },
     // The key callback needs the token header (kid, alg), not just its payload.
     decode: { complete: true },
-    verify: { ...verify, algorithms: ['RS256', 'ES256'] }
+    verify: { ...verify, algorithms: [...JWKS_ALGORITHMS] }
   } as FastifyJWTOptions
 }
 
@@ -124,6 +121,9 @@ async function authPlugin (fastify: import('fastify').FastifyInstance, opts: Aut
   }
   const { orgClaim } = opts
 
+  // On every route registered after us (health included), before any token is
+  // read or looked up in the memory below, which keys on one header's value.
+  fastify.addHook('onRequest', refuseRepeatedAuthorization)
   fastify.decorateRequest('organization', '')
   // Only tokens we verify ourselves are remembered: a host's @fastify/jwt may
   // run its own checks (e.g. a revocation list) on every request.
@@ -138,6 +138,8 @@ async function authPlugin (fastify: import('fastify').FastifyInstance, opts: Aut
     }
     try {
       await (request as unknown as Record<string, () => Promise<unknown>>)[verifierName]()
+      // Ours and the host's verification alike: fast-jwt reads iat only for maxAge.
+      refuseIssuedInTheFuture(request.user)
     } catch (err) {
       throw toAuthError(err, request, reply)
     }
@@ -149,6 +151,12 @@ async function authPlugin (fastify: import('fastify').FastifyInstance, opts: Aut
     request.organization = organization
     verified?.remember(authorization, request.user, organization)
   })
+}
+
+function refuseIssuedInTheFuture (claims: TokenClaims | undefined): void {
+  const verdict = issuedAtVerdict(claims?.iat, Date.now(), CLOCK_TOLERANCE_MS)
+  if (verdict === 'not-a-number') throw new InvalidTokenError('Authorization token is invalid: iat is not a number')
+  if (verdict === 'in-the-future') throw new InvalidTokenError('Authorization token is not yet valid: issued in the future')
 }
 
 /** How long a verified token is trusted without re-verification (never beyond its exp). */
@@ -185,9 +193,8 @@ export class VerifiedTokens {
 
 /** Every verification failure becomes a 401 (or 503 when the key set is unreachable), never a 500. */
 function toAuthError (err: unknown, request: FastifyRequest, reply: FastifyReply): Error {
+  if (err instanceof TokenVerificationUnavailableError) return unavailable(err, request.log)
   const { code, message } = err as { code?: string, message?: string }
-  if (code !== undefined && JWKS_FETCH_ERRORS.has(code)) return unavailable(err, request.log)
-  if (err instanceof TypeError && message === 'fetch failed') return unavailable(err, request.log)
   request.log.info({ code, reason: message }, 'bearer token rejected')
   const noToken = code === 'FST_JWT_NO_AUTHORIZATION_IN_HEADER'
   // RFC 6750 §3: no error code when the request carried no token at all.
@@ -198,9 +205,9 @@ function toAuthError (err: unknown, request: FastifyRequest, reply: FastifyReply
   return new InvalidTokenError('Authorization token is invalid')
 }
 
-function unavailable (err: unknown, log: FastifyBaseLogger): Error {
-  log.error({ err }, 'could not fetch the JWKS to verify a token')
-  return new TokenVerificationUnavailableError()
+function unavailable (err: Error, log: FastifyBaseLogger): Error {
+  log.error({ err: err.cause ?? err }, 'could not fetch the JWKS to verify a token')
+  return err
 }
 
 export default fp(authPlugin, { name: 'artos-files-auth', fastify: '5.x' })

@@ -25,6 +25,8 @@ import { sharedSchemas } from './schemas.js'
 import { errorHandler } from './error-handler.js'
 import { OverloadedError } from './errors.js'
 import { logRedact, logSerializers, looksLikeJwt, redactUrl } from './log-redaction.js'
+import { refuseRepeatedAuthorization } from './repeated-authorization.js'
+import { acceptJsonBodiesOnly } from './json-body.js'
 
 async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promise<void> {
   const opts = resolveFilesOptions(options)
@@ -38,6 +40,8 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
   }
   fastify.setValidatorCompiler(({ schema }) => ajv.compile(schema))
   fastify.setErrorHandler(errorHandler)
+  // Every POST route of ours reads JSON; anything else is 415 (the host's parsers stay its own).
+  acceptJsonBodiesOnly(fastify)
 
   await fastify.register(authPlugin, { jwt: opts.jwt, orgClaim: opts.orgClaim })
   await fastify.register(s3Plugin, {
@@ -106,6 +110,8 @@ export async function buildApp ({ logger, trustProxy, docs = true, corsOrigins =
     void reply.header('x-request-id', request.id)
     done()
   })
+  // Every route, docs and 404s included (the plugin refuses them on its own routes too).
+  app.addHook('onRequest', refuseRepeatedAuthorization)
   // Fastify's default 404 logs and echoes the raw URL, query string included: ours logs and echoes it redacted.
   app.setNotFoundHandler(async (request, reply) => {
     const message = `Route ${request.method}:${redactUrl(request.url)} not found`

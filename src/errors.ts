@@ -18,6 +18,10 @@ export function presignError (verdict: { reason: 'invalid' | 'forbidden', field:
 }
 /** The token verified but names no usable organization (the contract's 400). */
 export const AuthenticationFailedError = createError('ARTOS_AUTHENTICATION_FAILED', 'Authentication failed', 400)
+/** More than one Authorization header: which one counts would depend on who reads it (RFC 6750 §3.1: 400). */
+export const RepeatedAuthorizationError = createError('ARTOS_REPEATED_AUTHORIZATION', 'Only one Authorization header is allowed', 400)
+/** Our routes read JSON bodies only. */
+export const UnsupportedMediaTypeError = createError('ARTOS_UNSUPPORTED_MEDIA_TYPE', 'Request body must be application/json', 415)
 /** Any token we cannot accept; the cause is logged, the body stays generic. */
 export const InvalidTokenError = createError<[string]>('ARTOS_INVALID_TOKEN', '%s', 401)
 /** The identity provider's key set could not be fetched: not the caller's fault. */
