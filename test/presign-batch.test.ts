@@ -135,6 +135,7 @@ t.test('batch: the whole request is refused as one item would be', async t => {
   t.equal((await post({ items: [{ key: 'org-1/a', extra: 1 }] })).statusCode, 400, 'unknown item field')
   t.equal((await post({ keys: ['org-1/a'] })).statusCode, 400, 'unknown body field')
   t.equal((await post('{"items": [')).statusCode, 400, 'malformed JSON')
+  t.equal((await post(JSON.stringify({ items: [{ key: 'org-1/a' }] }), { ...auth(), 'content-type': 'text/plain' })).statusCode, 415, 'not application/json')
   t.equal((await post({ items: [{ key: `org-1/${'x'.repeat(1000)}` }] }, { 'content-type': 'application/json' })).statusCode, 401, 'no token')
   const huge = await post({ items: Array.from({ length: 1000 }, () => ({ key: `org-1/${'x'.repeat(4000)}` })) })
   t.equal(huge.statusCode, 413, 'a body past the limit')
