@@ -10,20 +10,24 @@ import { checkPresignRequest } from '../src/presign-request.js'
 import { presignError, PresignFailedError } from '../src/errors.js'
 import { proxyLinkFor } from '../src/proxy-link.js'
 import type { PresignRoutesOptions } from './files.js'
+import { filesS3Of, requireOrganization } from '../src/decorators.js'
+import { BEARER_SECURITY, declareBearerScheme } from '../src/openapi-security.js'
 
 /** A full batch of the longest keys, names and versions fits; Fastify's 1 MiB default would not. */
 const BATCH_BODY_LIMIT = 3 * 1024 * 1024
 
 const presignBatchRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = async (fastify, opts) => {
   const linkFor = opts.proxyLinkBase === undefined ? undefined : proxyLinkFor.bind(null, opts.proxyLinkBase)
+  const s3 = filesS3Of(fastify)
   fastify.post('/generate-presigned-urls', {
-    config: { artosOperation: 'presign.batch' },
+    config: { artosOperation: 'presign.batch', swaggerTransform: declareBearerScheme },
     bodyLimit: BATCH_BODY_LIMIT,
     schema: {
       operationId: 'generatePresignedUrls',
       tags: ['Files'],
       summary: 'Generate Presigned URLs (batch)',
       description: `Presign up to ${MAX_BATCH_ITEMS.toLocaleString('en-US')} keys in one request. Results come back in request order, one per item: \`url\` and \`expiresAt\`, or \`error\` with the status that item would have got from \`POST /generate-presigned-url\` (400 invalid, 403 another organization). A batch of N counts as N presigns against the organization's rate limit and is refused whole (429) when it does not fit.`,
+      security: BEARER_SECURITY,
       body: ref(GeneratePresignedUrlsRequest),
       response: {
         200: { ...ref(GeneratePresignedUrlsResponse), description: 'One result per item, in request order' },
@@ -38,15 +42,16 @@ const presignBatchRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = asyn
     }
   }, async (request, reply) => {
     const { items } = request.body
+    const organization = requireOrganization(request)
     const allowed: PresignItem[] = []
     const verdicts = items.map(item => {
-      const verdict = checkPresignRequest(item, request.organization)
+      const verdict = checkPresignRequest(item, organization)
       if (verdict.ok) allowed.push(item)
       return verdict
     })
     let signed
     try {
-      signed = await fastify.s3.presignGetObjects(allowed)
+      signed = await s3.presignGetObjects(allowed)
     } catch (err) {
       request.log.error({ err }, 'presigning failed')
       throw new PresignFailedError()

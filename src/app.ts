@@ -27,6 +27,7 @@ import { OverloadedError } from './errors.js'
 import { logRedact, logSerializers, looksLikeJwt, redactUrl } from './log-redaction.js'
 import { refuseRepeatedAuthorization } from './repeated-authorization.js'
 import { acceptJsonBodiesOnly } from './json-body.js'
+import { authenticateOf } from './decorators.js'
 
 async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promise<void> {
   const opts = resolveFilesOptions(options)
@@ -60,7 +61,7 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
   const links = opts.proxyLinks === undefined ? {} : { proxyLinkBase: proxyLinkBase(opts.proxyLinks.publicBaseUrl, fastify.prefix) }
   // Every route of the Files API requires a verified token…
   await fastify.register(async function authenticatedRoutes (group) {
-    group.addHook('onRequest', group.authenticate)
+    group.addHook('onRequest', authenticateOf(group))
     await group.register(filesRoutes, links)
     await group.register(presignBatchRoutes, links)
     await group.register(proxyRoutes, { mode: 'bearer' })
@@ -73,15 +74,15 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
 export const artosFiles = fp(filesApi, { name: 'artos-files', fastify: '5.x', encapsulate: true })
 
 export interface BuildAppOptions extends FilesOptions {
-  logger?: FastifyServerOptions['logger']
+  logger?: FastifyServerOptions['logger'] | undefined
   /** Trust X-Forwarded-* from a proxy in front of us (see Fastify's trustProxy). */
-  trustProxy?: FastifyServerOptions['trustProxy']
+  trustProxy?: FastifyServerOptions['trustProxy'] | undefined
   /** Serve the OpenAPI document and Swagger UI under /documentation (default true). */
-  docs?: boolean
+  docs?: boolean | undefined
   /** Exact origins allowed to call the API from browsers (CORS); none by default. */
-  corsOrigins?: string[]
+  corsOrigins?: string[] | undefined
   /** Shed load (503 + Retry-After) when the event loop lags more than this (default 1000 ms). */
-  maxEventLoopDelayMs?: number
+  maxEventLoopDelayMs?: number | undefined
 }
 
 /** Incoming request ids are kept only when they are short and plain, so they are safe to log and echo. */
@@ -154,6 +155,6 @@ export async function buildApp ({ logger, trustProxy, docs = true, corsOrigins =
 
   // Registered before the API so it sees every route added after it.
   if (docs) await app.register(openapiPlugin)
-  await app.register(artosFiles, { healthRoutes: true, ...files })
+  await app.register(artosFiles, { ...files, healthRoutes: files.healthRoutes ?? true })
   return app
 }

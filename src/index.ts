@@ -9,8 +9,13 @@ import { artosFiles } from './app.js'
 export default artosFiles
 export { artosFiles, buildApp, type BuildAppOptions } from './app.js'
 
-// The pieces, for hosts that compose their own.
-export { default as authPlugin, type AuthPluginOptions, type TokenClaims } from '../plugins/auth.js'
+// What we verified about a request, for the host's hooks and routes (we type no request property of the host's).
+export { organizationOf, tokenClaimsOf, type ArtosFilesCaller } from './decorators.js'
+export type { TokenClaims } from './token-claims.js'
+
+// The pieces, for hosts that compose their own (authenticateOf(fastify) is authPlugin's onRequest hook).
+export { authenticateOf } from './decorators.js'
+export { default as authPlugin, type AuthPluginOptions } from '../plugins/auth.js'
 export { default as s3Plugin, createFilesS3, encodeKeyPath, type FilesS3, type S3PluginOptions } from '../plugins/s3.js'
 export { default as filesRoutes } from '../routes/files.js'
 export { default as proxyRoutes, type ProxyRoutesOptions } from '../routes/proxy.js'

@@ -1,6 +1,8 @@
 import t from 'tap'
 import { ConfigError, loadConfig } from '../src/config.js'
-import { resolveFilesOptions } from '../src/options.js'
+import fc from 'fast-check'
+import { isDeepStrictEqual } from 'node:util'
+import { DEFAULT_PROXY_OPTIONS, DEFAULT_RATE_LIMITS, definedOnly, resolveFilesOptions } from '../src/options.js'
 
 const SECRET = 's'.repeat(32)
 
@@ -73,6 +75,46 @@ t.test('plugin options are validated at register time, naming the bad option', a
   t.equal(resolved.expiresIn, 3600)
   t.equal(resolved.orgClaim, 'org_id')
   t.equal(resolved.region, 'us-east-1')
+})
+
+t.test('an option set to undefined is an option not set (hosts with exactOptionalPropertyTypes pass process.env values as they are)', async t => {
+  const jwt = { secret: SECRET }
+  const credentials = async () => ({ accessKeyId: 'a', secretAccessKey: 'b' })
+  const resolved = resolveFilesOptions({
+    bucket: 'bucket',
+    jwt: { ...jwt, audience: undefined, issuer: undefined },
+    region: undefined,
+    endpoint: undefined,
+    credentials,
+    expiresIn: undefined,
+    useHostJwt: undefined,
+    proxy: { connectTimeoutMs: undefined, maxConcurrentDownloads: 5 },
+    rateLimit: { presignPerMinute: undefined, redisUrl: undefined },
+    proxyLinks: undefined
+  })
+  t.same(resolved.proxy, { ...DEFAULT_PROXY_OPTIONS, maxConcurrentDownloads: 5 }, 'an undefined timeout keeps its default')
+  t.same(resolved.rateLimit, DEFAULT_RATE_LIMITS, 'so does an undefined limit')
+  t.same(resolved.jwt, jwt)
+  t.equal(resolved.region, 'us-east-1')
+  t.equal(resolved.expiresIn, 3600)
+  t.equal(resolved.credentials, credentials, 'non-plain values are passed on as they are')
+  t.notOk('endpoint' in resolved || 'proxyLinks' in resolved, 'no undefined option is passed on')
+  const client = new (class S3Like { region = undefined })()
+  t.equal(definedOnly({ s3Client: client }).s3Client, client, 'class instances (an S3Client) are not rebuilt')
+
+  // Any optional options set to undefined resolve like the same options left out.
+  const base = { bucket: 'bucket', jwt, proxy: { idleTimeoutMs: 1000 }, rateLimit: { proxyPerMinute: 7 } }
+  const optional = ['region', 'endpoint', 'forcePathStyle', 'credentials', 's3Client', 'orgClaim', 'expiresIn', 'proxyLinks', 'healthRoutes', 'prefix', 'proxy.connectTimeoutMs', 'proxy.maxConcurrentDownloads', 'rateLimit.presignPerMinute', 'rateLimit.redisUrl', 'jwt.audience', 'jwt.issuer']
+  const expected = resolveFilesOptions(base)
+  t.doesNotThrow(() => fc.assert(fc.property(fc.subarray(optional), names => {
+    const options = structuredClone(base) as unknown as Record<string, Record<string, unknown>>
+    for (const name of names) {
+      const [outer, inner] = name.split('.') as [string, string | undefined]
+      if (inner === undefined) options[outer] = undefined as never
+      else options[outer] = { ...options[outer], [inner]: undefined }
+    }
+    return isDeepStrictEqual(resolveFilesOptions(options), expected)
+  }), { numRuns: 300 }), 'any subset of optional options set to undefined')
 })
 
 t.test('hardening settings: CORS origins are exact, limits and Redis are passed on', async t => {
