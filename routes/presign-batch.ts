@@ -16,6 +16,7 @@ const BATCH_BODY_LIMIT = 3 * 1024 * 1024
 
 const presignBatchRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = async (fastify, opts) => {
   const linkFor = opts.proxyLinkBase === undefined ? undefined : proxyLinkFor.bind(null, opts.proxyLinkBase)
+  fastify.decorateRequest('artosPresignOutcomes', null)
   fastify.post('/generate-presigned-urls', {
     config: { artosOperation: 'presign.batch' },
     bodyLimit: BATCH_BODY_LIMIT,
@@ -44,11 +45,15 @@ const presignBatchRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = asyn
       if (verdict.ok) allowed.push(item)
       return verdict
     })
+    const refused = items.length - allowed.length
+    const forbidden = verdicts.filter(verdict => !verdict.ok && verdict.reason === 'forbidden').length
+    request.artosPresignOutcomes = { ok: allowed.length, forbidden, invalid: refused - forbidden }
     let signed
     try {
       signed = await fastify.s3.presignGetObjects(allowed)
     } catch (err) {
       request.log.error({ err }, 'presigning failed')
+      request.artosPresignOutcomes = { failed: allowed.length, forbidden, invalid: refused - forbidden }
       throw new PresignFailedError()
     }
     let next = 0

@@ -3,7 +3,7 @@
  * standalone Fastify instance the way src/server.ts and the tests use it.
  */
 import { randomUUID } from 'node:crypto'
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
 import fastifyCors from '@fastify/cors'
 import fastifyUnderPressure from '@fastify/under-pressure'
 import fp from 'fastify-plugin'
@@ -19,6 +19,7 @@ import healthRoutes from '../routes/health.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
 import openapiPlugin from '../plugins/openapi.js'
 import securityHeaders from '../plugins/security-headers.js'
+import type { MetricsPluginOptions } from '../plugins/metrics.js'
 import { resolveFilesOptions, type FilesOptions } from './options.js'
 import { proxyLinkBase } from './proxy-link.js'
 import { sharedSchemas } from './schemas.js'
@@ -38,6 +39,8 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
   }
   fastify.setValidatorCompiler(({ schema }) => ajv.compile(schema))
   fastify.setErrorHandler(errorHandler)
+  // Before any route, so their hooks see every request. A registration above us (buildApp's) already does.
+  if (opts.metrics !== false && !fastify.hasDecorator('filesMetrics')) await fastify.register(await loadMetricsPlugin(), opts.metrics)
 
   await fastify.register(authPlugin, { jwt: opts.jwt, orgClaim: opts.orgClaim })
   await fastify.register(s3Plugin, {
@@ -50,6 +53,7 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
     expiresIn: opts.expiresIn
   })
   await fastify.register(upstreamPlugin, opts.proxy)
+  if (opts.metrics !== false) fastify.filesMetrics.observeDownloads(() => fastify.filesUpstream.inFlight)
   if (opts.healthRoutes === true) await fastify.register(healthRoutes)
   // One set of per-organization budgets for every route group below.
   if (opts.rateLimit !== false) await fastify.register(rateLimitPlugin, opts.rateLimit)
@@ -63,6 +67,11 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
   })
   // …except plain links, when enabled: their presigned URL is the credential.
   if (opts.proxyLinks !== undefined) await fastify.register(proxyRoutes, { mode: 'link' })
+}
+
+/** prom-client costs ~30 ms of start-up: loaded only when metrics are on. */
+async function loadMetricsPlugin (): Promise<FastifyPluginAsync<MetricsPluginOptions>> {
+  return (await import('../plugins/metrics.js')).default
 }
 
 /** The embeddable plugin: encapsulated, so a host's prefix, hooks and schemas stay its own. */
@@ -101,6 +110,9 @@ export async function buildApp ({ logger, trustProxy, docs = true, corsOrigins =
       errorHandler(safe, request, reply)
     }
   }).withTypeProvider<TypeBoxTypeProvider>()
+  // First, so its hooks see every request: 404s, docs and load shedding included.
+  const metrics = files.metrics === undefined || files.metrics === false ? false : resolveFilesOptions(files).metrics
+  if (metrics !== false) await app.register(await loadMetricsPlugin(), metrics)
   app.setErrorHandler(errorHandler)
   app.addHook('onRequest', (request, reply, done) => {
     void reply.header('x-request-id', request.id)

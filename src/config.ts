@@ -34,7 +34,8 @@ export const EnvSchema = Type.Object({
   PUBLIC_BASE_URL: Type.Optional(Type.String({ pattern: '^https?://[^/?#]+(/[^?#]*)?$' })),
   PROXY_MAX_CONCURRENT_DOWNLOADS: Type.Integer({ minimum: 1, default: 256 }),
   MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 10, default: 1000 }),
-  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 30000 })
+  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 30000 }),
+  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -55,6 +56,8 @@ export interface Config {
   corsOrigins: string[]
   maxEventLoopDelayMs: number
   shutdownGraceMs: number
+  /** Serve GET /metrics on this port (on `host`), apart from the API. */
+  metricsPort?: number
   /** Files API options; `bucket`/`jwt` are absent when the dev environment must supply them. */
   files: Omit<FilesOptions, 'bucket'> & { bucket?: string }
 }
@@ -81,6 +84,9 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   if (parsed.PROXY_LINKS && parsed.PUBLIC_BASE_URL === undefined) {
     throw new ConfigError('PROXY_LINKS=true requires PUBLIC_BASE_URL (where clients reach this API, e.g. https://api.example.com): links are never built from request headers')
   }
+  if (parsed.METRICS_PORT !== undefined && parsed.METRICS_PORT !== 0 && parsed.METRICS_PORT === parsed.PORT) {
+    throw new ConfigError('METRICS_PORT must differ from PORT: metrics are never served on the API port')
+  }
   if (parsed.S3_BUCKET === undefined && (parsed.S3_ENDPOINT !== undefined)) {
     throw new ConfigError('S3_ENDPOINT is set but S3_BUCKET is not')
   }
@@ -95,6 +101,7 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     corsOrigins: corsOriginsFrom(parsed.CORS_ORIGINS),
     maxEventLoopDelayMs: parsed.MAX_EVENT_LOOP_DELAY_MS,
     shutdownGraceMs: parsed.SHUTDOWN_GRACE_MS,
+    ...(parsed.METRICS_PORT === undefined ? {} : { metricsPort: parsed.METRICS_PORT }),
     files: {
       bucket: parsed.S3_BUCKET,
       region: parsed.S3_REGION ?? parsed.AWS_REGION ?? 'us-east-1',
@@ -109,6 +116,7 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
         ...(parsed.REDIS_URL === undefined ? {} : { redisUrl: parsed.REDIS_URL })
       },
       proxy: { maxConcurrentDownloads: parsed.PROXY_MAX_CONCURRENT_DOWNLOADS },
+      metrics: parsed.METRICS_PORT !== undefined,
       ...(parsed.PROXY_LINKS && parsed.PUBLIC_BASE_URL !== undefined ? { proxyLinks: { publicBaseUrl: parsed.PUBLIC_BASE_URL } } : {})
     }
   }

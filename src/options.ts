@@ -6,6 +6,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { Ajv } from 'ajv'
 import type { S3Client } from '@aws-sdk/client-s3'
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@aws-sdk/types'
+import type { Registry } from 'prom-client'
 
 export const MIN_EXPIRES_IN = 1
 /** SigV4 presigned URLs cannot outlive 7 days. */
@@ -74,6 +75,13 @@ export const FilesOptionsSchema = Type.Object({
   }, { additionalProperties: false })),
   /** Also serve GET /health (liveness) and GET /ready (readiness) without authentication. */
   healthRoutes: Type.Optional(Type.Boolean()),
+  /**
+   * Prometheus metrics (plugins/metrics.ts) into `registry` (a prom-client Registry);
+   * `true`: a new registry of this instance's own. Off by default. Serving them is the host's.
+   */
+  metrics: Type.Optional(Type.Union([Type.Boolean(), Type.Object({
+    registry: Type.Optional(Type.Unsafe<Registry>({}))
+  }, { additionalProperties: false })])),
   prefix: Type.Optional(Type.String())
 })
 export type FilesOptions = Static<typeof FilesOptionsSchema>
@@ -87,6 +95,8 @@ export interface ResolvedFilesOptions extends FilesOptions {
   expiresIn: number
   proxy: Required<ProxyOptions>
   rateLimit: false | (Required<Omit<RateLimitOptions, 'redisUrl'>> & Pick<RateLimitOptions, 'redisUrl'>)
+  /** false, or where the metrics go (no registry: a new one). */
+  metrics: false | { registry?: Registry }
 }
 
 /** Validates at register time and names the offending option, so a host sees its mistake at boot. */
@@ -111,14 +121,24 @@ export function resolveFilesOptions (options: unknown): ResolvedFilesOptions {
   if (opts.credentials !== undefined && !isCredentialsLike(opts.credentials)) {
     throw new TypeError('artos-files: invalid option "credentials": expected {accessKeyId, secretAccessKey, sessionToken?} or a provider function')
   }
+  const registry = typeof opts.metrics === 'object' ? opts.metrics.registry : undefined
+  if (registry !== undefined && !isRegistryLike(registry)) {
+    throw new TypeError('artos-files: invalid option "metrics.registry": expected a prom-client Registry')
+  }
   return {
     ...opts,
     region: opts.region ?? 'us-east-1',
     orgClaim: opts.orgClaim ?? 'org_id',
     expiresIn: opts.expiresIn ?? 3600,
     proxy: { ...DEFAULT_PROXY_OPTIONS, ...opts.proxy },
-    rateLimit: opts.rateLimit === false ? false : { ...DEFAULT_RATE_LIMITS, ...opts.rateLimit }
+    rateLimit: opts.rateLimit === false ? false : { ...DEFAULT_RATE_LIMITS, ...opts.rateLimit },
+    metrics: opts.metrics === undefined || opts.metrics === false ? false : opts.metrics === true ? {} : opts.metrics
   }
+}
+
+function isRegistryLike (value: unknown): boolean {
+  const registry = value as Partial<Registry> | null
+  return typeof registry === 'object' && registry !== null && typeof registry.registerMetric === 'function' && typeof registry.metrics === 'function'
 }
 
 function isCredentialsLike (value: unknown): boolean {

@@ -35,11 +35,18 @@ async function main (): Promise<void> {
     maxEventLoopDelayMs: config.maxEventLoopDelayMs
   })
 
+  // Scraped on a port of its own, never the API's (src/metrics-server.ts).
+  const metrics = config.metricsPort === undefined
+    ? undefined
+    : await (await import('./metrics-server.js')).listenMetrics(app.filesMetrics.registry, { host: config.host, port: config.metricsPort })
+  if (metrics !== undefined) app.log.info({ url: metrics.url }, 'metrics listening')
+
   // In-flight downloads get SHUTDOWN_GRACE_MS to finish; a second signal exits at once.
   closeWithGrace({ delay: config.shutdownGraceMs }, async ({ signal, err }) => {
     if (err !== undefined) app.log.error({ err }, 'shutting down after an unexpected error')
     else app.log.info({ signal }, 'shutting down')
     await app.close()
+    await metrics?.close()
     await dev?.close()
   })
 

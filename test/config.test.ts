@@ -106,3 +106,19 @@ t.test('npm start sets the glibc malloc setting the proxy benchmark runs its ser
     t.match(pkg.scripts.start, `${name}=\${${name}:-${value}}`, `${name}=${value}, unless the environment sets it`)
   }
 })
+
+t.test('METRICS_PORT turns metrics on, on a port other than the API\'s', async t => {
+  const off = loadConfig({})
+  t.equal(off.metricsPort, undefined)
+  t.equal(off.files.metrics, false, 'off by default')
+  const on = loadConfig({ METRICS_PORT: '9464' })
+  t.equal(on.metricsPort, 9464)
+  t.equal(on.files.metrics, true)
+  t.equal(loadConfig({ METRICS_PORT: '0', PORT: '0' }).metricsPort, 0, 'any free port (tests)')
+  t.throws(() => loadConfig({ METRICS_PORT: '8000' }), /METRICS_PORT must differ from PORT/)
+  t.throws(() => loadConfig({ METRICS_PORT: 'ninety' }), /METRICS_PORT/)
+  t.throws(() => resolveFilesOptions({ bucket: 'bucket', jwt: { secret: SECRET }, metrics: { registry: {} } }), /invalid option "metrics.registry"/)
+  t.same(resolveFilesOptions({ bucket: 'bucket', jwt: { secret: SECRET } }).metrics, false)
+  t.same(resolveFilesOptions({ bucket: 'bucket', jwt: { secret: SECRET }, metrics: true }).metrics, {})
+})
+
