@@ -7,6 +7,7 @@ import { errorResponse, GeneratePresignedUrlRequest, GeneratePresignedUrlRespons
 import { checkPresignRequest } from '../src/presign-request.js'
 import { presignError, PresignFailedError } from '../src/errors.js'
 import { proxyLinkFor } from '../src/proxy-link.js'
+import { tracerOf } from '../plugins/tracing.js'
 
 export interface PresignRoutesOptions {
   /** Absolute URL of the plain-link route, when links are enabled (src/proxy-link.ts). */
@@ -15,6 +16,7 @@ export interface PresignRoutesOptions {
 
 const filesRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = async (fastify, opts) => {
   const linkFor = opts.proxyLinkBase === undefined ? undefined : proxyLinkFor.bind(null, opts.proxyLinkBase)
+  const traced = tracerOf(fastify)
   fastify.post('/generate-presigned-url', {
     config: { artosOperation: 'presign' },
     schema: {
@@ -40,7 +42,7 @@ const filesRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = async (fast
     if (!verdict.ok) throw presignError(verdict)
     let signed
     try {
-      signed = await fastify.s3.presignGetObject(request.body)
+      signed = await traced.span('artos.presign.sign', { attributes: { 'artos.operation': 'presign', 'artos.presign.items': 1 } }, async () => await fastify.s3.presignGetObject(request.body))
     } catch (err) {
       request.log.error({ err }, 'presigning failed')
       throw new PresignFailedError()

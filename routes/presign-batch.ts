@@ -10,12 +10,14 @@ import { checkPresignRequest } from '../src/presign-request.js'
 import { presignError, PresignFailedError } from '../src/errors.js'
 import { proxyLinkFor } from '../src/proxy-link.js'
 import type { PresignRoutesOptions } from './files.js'
+import { tracerOf } from '../plugins/tracing.js'
 
 /** A full batch of the longest keys, names and versions fits; Fastify's 1 MiB default would not. */
 const BATCH_BODY_LIMIT = 3 * 1024 * 1024
 
 const presignBatchRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = async (fastify, opts) => {
   const linkFor = opts.proxyLinkBase === undefined ? undefined : proxyLinkFor.bind(null, opts.proxyLinkBase)
+  const traced = tracerOf(fastify)
   fastify.decorateRequest('artosPresignOutcomes', null)
   fastify.post('/generate-presigned-urls', {
     config: { artosOperation: 'presign.batch' },
@@ -50,7 +52,7 @@ const presignBatchRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = asyn
     request.artosPresignOutcomes = { ok: allowed.length, forbidden, invalid: refused - forbidden }
     let signed
     try {
-      signed = await fastify.s3.presignGetObjects(allowed)
+      signed = await traced.span('artos.presign.sign', { attributes: { 'artos.operation': 'presign.batch', 'artos.presign.items': allowed.length } }, async () => await fastify.s3.presignGetObjects(allowed))
     } catch (err) {
       request.log.error({ err }, 'presigning failed')
       request.artosPresignOutcomes = { failed: allowed.length, forbidden, invalid: refused - forbidden }

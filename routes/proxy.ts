@@ -16,7 +16,8 @@ import { errorHandler } from '../src/error-handler.js'
 import {
   ExpiredUrlError, FileNotFoundError, ForbiddenUrlError, InvalidPresignedUrlError, RangeNotSatisfiableError, TooBusyError, UpstreamFailedError
 } from '../src/errors.js'
-import type { Operation } from '../src/operations.js'
+import { operationOf, type Operation } from '../src/operations.js'
+import { tracerOf } from '../plugins/tracing.js'
 
 /**
  * `bearer`: GET|HEAD /api/v1/proxy/file, in the authenticated group.
@@ -54,6 +55,9 @@ const MODES = {
 const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastify, opts) => {
   const mode = MODES[opts.mode ?? 'bearer']
   const isLink = opts.mode === 'link'
+  const traced = tracerOf(fastify)
+  // The storage endpoint (never the URL: its query is the credential).
+  const upstreamServer = { 'server.address': fastify.s3.bucketUrl.hostname, 'server.port': Number(fastify.s3.bucketUrl.port || (fastify.s3.bucketUrl.protocol === 'https:' ? 443 : 80)) }
   const errorResponses = {
     ...(isLink ? {} : { 400: errorResponse('Authentication failed'), 401: errorResponse('Missing or invalid Bearer token') }),
     403: errorResponse('Forbidden: only S3 URLs are allowed'),
@@ -112,7 +116,12 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
       delete headers['if-range']
     }
 
-    const upstream = await fastify.filesUpstream.fetch(upstreamUrl, { headers, client: reply.raw, log: request.log })
+    const attributes = { 'artos.operation': operationOf(request) ?? mode.operations.get, 'http.request.method': 'GET', ...upstreamServer }
+    const upstream = await traced.span('artos.upstream.fetch', { kind: 'client', attributes }, async annotate => {
+      const response = await fastify.filesUpstream.fetch(upstreamUrl, { headers, client: reply.raw, log: request.log })
+      annotate({ 'http.response.status_code': response.statusCode })
+      return response
+    })
     return await relay(upstream, signed, isHead, reply)
   }
 

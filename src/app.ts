@@ -19,6 +19,7 @@ import healthRoutes from '../routes/health.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
 import openapiPlugin from '../plugins/openapi.js'
 import securityHeaders from '../plugins/security-headers.js'
+import tracingPlugin from '../plugins/tracing.js'
 import type { MetricsPluginOptions } from '../plugins/metrics.js'
 import { resolveFilesOptions, type FilesOptions } from './options.js'
 import { proxyLinkBase } from './proxy-link.js'
@@ -41,6 +42,7 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
   fastify.setErrorHandler(errorHandler)
   // Before any route, so their hooks see every request. A registration above us (buildApp's) already does.
   if (opts.metrics !== false && !fastify.hasDecorator('filesMetrics')) await fastify.register(await loadMetricsPlugin(), opts.metrics)
+  if (opts.tracing) await fastify.register(tracingPlugin)
 
   await fastify.register(authPlugin, { jwt: opts.jwt, orgClaim: opts.orgClaim })
   await fastify.register(s3Plugin, {

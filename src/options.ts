@@ -82,6 +82,11 @@ export const FilesOptionsSchema = Type.Object({
   metrics: Type.Optional(Type.Union([Type.Boolean(), Type.Object({
     registry: Type.Optional(Type.Unsafe<Registry>({}))
   }, { additionalProperties: false })])),
+  /**
+   * Child spans (signing, upstream fetches) and trace ids in request log lines, through
+   * @opentelemetry/api's global tracer provider: the process sets up the SDK. Off by default.
+   */
+  tracing: Type.Optional(Type.Boolean()),
   prefix: Type.Optional(Type.String())
 })
 export type FilesOptions = Static<typeof FilesOptionsSchema>
@@ -97,6 +102,7 @@ export interface ResolvedFilesOptions extends FilesOptions {
   rateLimit: false | (Required<Omit<RateLimitOptions, 'redisUrl'>> & Pick<RateLimitOptions, 'redisUrl'>)
   /** false, or where the metrics go (no registry: a new one). */
   metrics: false | { registry?: Registry }
+  tracing: boolean
 }
 
 /** Validates at register time and names the offending option, so a host sees its mistake at boot. */
@@ -132,7 +138,8 @@ export function resolveFilesOptions (options: unknown): ResolvedFilesOptions {
     expiresIn: opts.expiresIn ?? 3600,
     proxy: { ...DEFAULT_PROXY_OPTIONS, ...opts.proxy },
     rateLimit: opts.rateLimit === false ? false : { ...DEFAULT_RATE_LIMITS, ...opts.rateLimit },
-    metrics: opts.metrics === undefined || opts.metrics === false ? false : opts.metrics === true ? {} : opts.metrics
+    metrics: opts.metrics === undefined || opts.metrics === false ? false : opts.metrics === true ? {} : opts.metrics,
+    tracing: opts.tracing ?? false
   }
 }
 

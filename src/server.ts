@@ -5,7 +5,6 @@
  */
 import { resolve } from 'node:path'
 import closeWithGrace from 'close-with-grace'
-import { buildApp } from './app.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import type { FilesOptions } from './options.js'
 
@@ -21,6 +20,10 @@ async function main (): Promise<void> {
     }
     throw err
   }
+
+  // The tracing SDK only when traces go somewhere, and before Fastify is loaded.
+  const tracing = config.tracing === undefined ? undefined : await (await import('./tracing.js')).startTracing(config.tracing)
+  const { buildApp } = await import('./app.js')
 
   // Imported only when needed, so production installs need not carry s3rver.
   const needsDev = config.files.bucket === undefined || config.files.jwt === undefined
@@ -47,6 +50,7 @@ async function main (): Promise<void> {
     else app.log.info({ signal }, 'shutting down')
     await app.close()
     await metrics?.close()
+    await tracing?.shutdown()
     await dev?.close()
   })
 
