@@ -18,23 +18,33 @@ import { detectResources, envDetector, resourceFromAttributes } from '@opentelem
 import { FastifyOtelInstrumentation } from '@fastify/otel'
 import type { FastifyRequest } from 'fastify'
 import type { OtlpProtocol } from './config.js'
-import { redactUrl } from './log-redaction.js'
+import { REDACTED, redactUrl } from './log-redaction.js'
 
 export interface Tracing {
   /** Exports what is buffered, then stops. */
   shutdown: () => Promise<void>
 }
 
+const JWT_ANYWHERE = /eyJ[\w-]*\.[\w-]*\.?[\w-]*/g
+
 /** Attributes that hold a URL or part of one, in current and older semantic conventions. */
 const URL_ATTRIBUTES = ['url.full', 'url.path', 'url.query', 'http.url', 'http.target']
 
-/** Redacts URL-shaped attributes as a span ends, before any exporter sees it. */
+/**
+ * Redacts URL-shaped attributes as a span ends, before any exporter sees it, and
+ * URLs or tokens inside a status message (@fastify/otel copies an error's message there).
+ */
 export const redactingProcessor: SpanProcessor = {
   onStart () {},
   onEnding (span: Span) {
     for (const name of URL_ATTRIBUTES) {
       const value = span.attributes[name]
       if (typeof value === 'string') span.setAttribute(name, name === 'url.query' ? redactUrl(`?${value}`).slice(1) : redactAbsoluteUrl(value))
+    }
+    const message = span.status.message
+    if (message !== undefined && message !== '') {
+      const redacted = message.replace(/\b[a-z][a-z0-9+.-]*:\/\/\S+/gi, redactAbsoluteUrl).replace(JWT_ANYWHERE, REDACTED)
+      if (redacted !== message) span.setStatus({ ...span.status, message: redacted })
     }
   },
   onEnd () {},

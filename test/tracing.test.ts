@@ -195,8 +195,11 @@ t.test('URL attributes are redacted as a span ends, whoever set them', async t =
       'http.route': '/api/v1/proxy/file'
     }
   })
+  span.setStatus({ code: 2, message: `fetch https://bucket.s3.amazonaws.com/a?X-Amz-Signature=${signature} failed for ${orgToken('org-1')}` })
   span.end()
-  const [attributes] = exporter.getFinishedSpans().map(s => s.attributes)
+  const [finished] = exporter.getFinishedSpans()
+  t.same(finished.status, { code: 2, message: 'fetch https://bucket.s3.amazonaws.com/a?X-Amz-Signature=[REDACTED] failed for [REDACTED]' }, 'URLs and tokens in a status message')
+  const attributes = finished.attributes
   t.same(attributes, {
     'url.full': 'https://bucket.s3.amazonaws.com/org-1/a.pdf?X-Amz-Signature=[REDACTED]',
     'http.url': 'http://127.0.0.1:8000/api/v1/proxy/file?presigned_url=[REDACTED]#[REDACTED]',
