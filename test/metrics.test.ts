@@ -15,6 +15,9 @@ import { presignedUrlFor, proxyPath } from './helpers/presign.js'
 import { buildApp } from '../src/app.js'
 import { listenMetrics } from '../src/metrics-server.js'
 import { presignOutcome, refusalReason } from '../plugins/metrics.js'
+import Fastify from 'fastify'
+import { Registry, collectDefaultMetrics } from 'prom-client'
+import { artosFiles } from '../src/index.js'
 
 interface Sample { name: string, labels: Record<string, string>, value: number }
 
@@ -34,12 +37,30 @@ function value (samples: Sample[], name: string, labels: Record<string, string> 
     Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value
 }
 
-async function scrape (url: string): Promise<{ status: number, contentType: string | null, samples: Sample[], text: string }> {
-  // A response is counted when it closes, which can be a moment after the client has read it.
-  await new Promise(resolve => setTimeout(resolve, 50))
-  const res = await fetch(url)
-  const text = await res.text()
-  return { status: res.status, contentType: res.headers.get('content-type'), samples: parse(text), text }
+/**
+ * A response is counted when it closes, which can be a moment after the client
+ * has read it: scrapes until `requests` requests are counted (or 5 s passed).
+ */
+async function scrape (url: string, requests: number): Promise<{ status: number, contentType: string | null, samples: Sample[], text: string }> {
+  let status = 0
+  let contentType: string | null = null
+  const text = await settled(async () => {
+    const res = await fetch(url)
+    status = res.status
+    contentType = res.headers.get('content-type')
+    return await res.text()
+  }, requests)
+  return { status, contentType, samples: parse(text), text }
+}
+
+async function settled (read: () => Promise<string>, requests: number): Promise<string> {
+  const deadline = Date.now() + 5000
+  for (;;) {
+    const text = await read()
+    const counted = parse(text).filter(s => s.name === 'artos_http_requests_total').reduce((sum, s) => sum + s.value, 0)
+    if (counted >= requests || Date.now() > deadline) return text
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
 }
 
 const json = (org = 'org-1') => ({ authorization: `Bearer ${orgToken(org)}`, 'content-type': 'application/json' })
@@ -66,7 +87,7 @@ t.test('a presign, a download, a 403 and a 429 are each counted once, with the r
   t.equal(stray.status, 404)
   t.equal((await fetch(`${address}/metrics`)).status, 404, 'no /metrics on the API port')
 
-  const { status, contentType, samples, text } = await scrape(metrics.url)
+  const { status, contentType, samples, text } = await scrape(metrics.url, 6)
   t.equal(status, 200)
   t.match(contentType, /^text\/plain; version=0\.0\.4/)
   const presignRoute = { route: '/generate-presigned-url', method: 'POST' }
@@ -118,7 +139,7 @@ t.test('a batch counts each item; bad input, failed signing and load shedding ar
   const brokenBatch = await broken.inject({ method: 'POST', url: '/generate-presigned-urls', headers: json(), payload: { items: [{ key: 'org-1/a.txt' }, { key: 'org-2/a.txt' }] } })
   t.equal(brokenBatch.statusCode, 500)
 
-  const { samples } = await scrape(metrics.url)
+  const { samples } = await scrape(metrics.url, 4)
   t.equal(value(samples, 'artos_presign_total', { operation: 'presign.batch', outcome: 'ok' }), 2)
   t.equal(value(samples, 'artos_presign_total', { operation: 'presign.batch', outcome: 'forbidden' }), 1)
   t.equal(value(samples, 'artos_presign_total', { operation: 'presign.batch', outcome: 'invalid' }), 1)
@@ -141,8 +162,7 @@ t.test('a batch counts each item; bad input, failed signing and load shedding ar
     await new Promise(resolve => setImmediate(resolve))
   }
   t.equal((await fetch(`${address}/generate-presigned-url`, { method: 'POST', headers: json(), body: '{"key":"org-1/a.txt"}' })).status, 503)
-  await new Promise(resolve => setTimeout(resolve, 50))
-  const shed = parse(await shedding.filesMetrics.registry.metrics())
+  const shed = parse(await settled(async () => await shedding.filesMetrics.registry.metrics(), 1))
   t.equal(value(shed, 'artos_refusals_total', { operation: 'presign', reason: 'overloaded' }), 1)
   t.equal(value(shed, 'artos_presign_total', { operation: 'presign', outcome: 'ok' }), undefined, 'a shed request is no presign')
 })
@@ -206,9 +226,9 @@ t.test('upstream failures and timeouts are counted; clients leaving are not', as
     }, reject)
   })
   t.ok(received > 0)
-  await new Promise(resolve => setTimeout(resolve, 200))
 
-  const samples = parse(await app.filesMetrics.registry.metrics())
+  // Four downloads (504, 502, the reset, the abandoned one) and the four presigns that made their URLs.
+  const samples = parse(await settled(async () => await app.filesMetrics.registry.metrics(), 4 + 4))
   t.equal(value(samples, 'artos_upstream_errors_total', { operation: 'proxy.get', kind: 'timeout' }), 1, 'the stalled upstream')
   t.equal(value(samples, 'artos_upstream_errors_total', { operation: 'proxy.get', kind: 'failed' }), 2, 'the 500 and the reset mid-body')
   t.equal(samples.filter(s => s.name === 'artos_upstream_errors_total').length, 2, 'nothing else: the client that left is not counted')
@@ -216,6 +236,27 @@ t.test('upstream failures and timeouts are counted; clients leaving are not', as
   const bytes = value(samples, 'artos_proxy_bytes_total', { operation: 'proxy.get' }) ?? 0
   t.ok(bytes >= 64 * 1024 + received && bytes < 2 * 1024 * 1024, `bytes of the cut-off downloads counted (${bytes})`)
   t.equal(value(samples, 'artos_http_requests_total', { route: '/api/v1/proxy/file', method: 'GET', status: '200' }), 2, 'the reset and the abandoned download, each once')
+})
+
+t.test('embedded: the plugin counts its own routes into the host\'s registry', async t => {
+  const s3 = await startTestS3(t)
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry }) // the host's own: ours must not register them again
+  const host = Fastify()
+  t.teardown(async () => { await host.close() })
+  host.get('/host-route', async () => 'host')
+  await host.register(artosFiles, {
+    prefix: '/files', bucket: s3.bucket, region: s3.region, endpoint: s3.endpoint, forcePathStyle: true, credentials: s3.credentials,
+    jwt: { secret: TEST_SECRET }, metrics: { registry }
+  })
+  const address = await host.listen({ host: '127.0.0.1', port: 0 })
+  t.equal((await fetch(`${address}/files/generate-presigned-url`, { method: 'POST', headers: json(), body: '{"key":"org-1/a.txt"}' })).status, 200)
+  t.equal((await fetch(`${address}/host-route`)).status, 200)
+  const samples = parse(await settled(async () => await registry.metrics(), 1))
+  t.equal(value(samples, 'artos_http_requests_total', { route: '/files/generate-presigned-url', method: 'POST', status: '200' }), 1, 'route patterns carry the host\'s prefix')
+  t.equal(value(samples, 'artos_presign_total', { operation: 'presign', outcome: 'ok' }), 1)
+  t.notOk(samples.some(s => s.labels.route === '/host-route'), 'the host\'s routes are the host\'s')
+  t.ok(samples.some(s => s.name === 'process_cpu_user_seconds_total'), 'the host\'s default metrics, registered once')
 })
 
 t.test('refusal reasons and single presign outcomes are named from closed sets', async t => {
@@ -246,7 +287,7 @@ t.test('the server: METRICS_PORT opens its own listener; the API port has no /me
   t.equal(presign.status, 200)
   t.equal((await fetch(`${server.address}/metrics`)).status, 404)
   t.equal((await fetch(metricsUrl.replace('/metrics', '/'))).status, 404, 'the metrics listener serves nothing else')
-  const { samples } = await scrape(metricsUrl)
+  const { samples } = await scrape(metricsUrl, 2)
   t.equal(value(samples, 'artos_presign_total', { operation: 'presign', outcome: 'ok' }), 1)
   server.child.kill('SIGTERM')
   t.equal(await server.exited, 0, 'both listeners close on shutdown')
