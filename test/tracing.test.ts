@@ -132,9 +132,10 @@ t.test('spans per request with signing and upstream children, joined to tracepar
   t.ok(spans.some(span => span.name === 'GET unmatched'), 'an unmatched path is one span name, not its URL')
 
   // The trace id joins log lines to the trace.
-  const logged = server.lines.map(line => JSON.parse(line) as { trace_id?: string, msg?: string })
-  t.ok(logged.some(line => line.trace_id === presignTrace && line.msg === 'request completed'), 'the presign\'s log line carries its trace id')
-  t.ok(logged.some(line => line.trace_id === proxyTrace && line.msg === 'request completed'), 'the download\'s log line carries its trace id')
+  for (const [what, traceId] of [['presign', presignTrace], ['download', proxyTrace]]) {
+    const line = JSON.parse(await server.waitForLine(new RegExp(`"trace_id":"${traceId}".*"msg":"request completed"`))) as { trace_id: string, span_id?: string }
+    t.match(line, { trace_id: traceId, span_id: /^[0-9a-f]{16}$/ }, `the ${what}'s log line carries its trace id`)
+  }
 
   const exported = Buffer.concat(receiver.received.map(r => r.body)).toString()
   const parsed = new URL(url)
