@@ -9,6 +9,7 @@ import { presignError, PresignFailedError } from '../src/errors.js'
 import { proxyLinkFor } from '../src/proxy-link.js'
 import { filesS3Of, requireOrganization } from '../src/decorators.js'
 import { BEARER_SECURITY, declareBearerScheme } from '../src/openapi-security.js'
+import { tracerOf } from '../plugins/tracing.js'
 
 export interface PresignRoutesOptions {
   /** Absolute URL of the plain-link route, when links are enabled (src/proxy-link.ts). */
@@ -18,6 +19,7 @@ export interface PresignRoutesOptions {
 const filesRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = async (fastify, opts) => {
   const linkFor = opts.proxyLinkBase === undefined ? undefined : proxyLinkFor.bind(null, opts.proxyLinkBase)
   const s3 = filesS3Of(fastify)
+  const traced = tracerOf(fastify)
   fastify.post('/generate-presigned-url', {
     config: { artosOperation: 'presign', swaggerTransform: declareBearerScheme },
     schema: {
@@ -44,7 +46,7 @@ const filesRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = async (fast
     if (!verdict.ok) throw presignError(verdict)
     let signed
     try {
-      signed = await s3.presignGetObject(request.body)
+      signed = await traced.span('artos.presign.sign', { attributes: { 'artos.operation': 'presign', 'artos.presign.items': 1 } }, async () => await s3.presignGetObject(request.body))
     } catch (err) {
       request.log.error({ err }, 'presigning failed')
       throw new PresignFailedError()

@@ -16,9 +16,10 @@ import { errorHandler } from '../src/error-handler.js'
 import {
   ExpiredUrlError, FileNotFoundError, ForbiddenUrlError, InvalidPresignedUrlError, RangeNotSatisfiableError, TooBusyError, UpstreamFailedError
 } from '../src/errors.js'
-import type { Operation } from '../src/operations.js'
+import { operationOf, type Operation } from '../src/operations.js'
 import { filesS3Of, filesUpstreamOf, requireOrganization, setCaller } from '../src/decorators.js'
 import { BEARER_SECURITY, declareBearerScheme } from '../src/openapi-security.js'
+import { tracerOf } from '../plugins/tracing.js'
 
 /**
  * `bearer`: GET|HEAD /api/v1/proxy/file, in the authenticated group.
@@ -61,6 +62,9 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
   // Bearer operations say so in any OpenAPI document they end up in (ours or a host's); links need no token.
   const security = isLink ? [] : BEARER_SECURITY
   const swaggerTransform = isLink ? undefined : declareBearerScheme
+  const traced = tracerOf(fastify)
+  // The storage endpoint (never the URL: its query is the credential).
+  const upstreamServer = { 'server.address': s3.bucketUrl.hostname, 'server.port': Number(s3.bucketUrl.port || (s3.bucketUrl.protocol === 'https:' ? 443 : 80)) }
   const errorResponses = {
     ...(isLink ? {} : { 400: errorResponse('Authentication failed'), 401: errorResponse('Missing or invalid Bearer token') }),
     403: errorResponse('Forbidden: only S3 URLs are allowed'),
@@ -119,7 +123,12 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
       delete headers['if-range']
     }
 
-    const upstream = await filesUpstream.fetch(upstreamUrl, { headers, client: reply.raw, log: request.log })
+    const attributes = { 'artos.operation': operationOf(request) ?? mode.operations.get, 'http.request.method': 'GET', ...upstreamServer }
+    const upstream = await traced.span('artos.upstream.fetch', { kind: 'client', attributes }, async annotate => {
+      const response = await filesUpstream.fetch(upstreamUrl, { headers, client: reply.raw, log: request.log })
+      annotate({ 'http.response.status_code': response.statusCode })
+      return response
+    })
     return await relay(upstream, signed, isHead, reply)
   }
 

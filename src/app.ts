@@ -3,7 +3,7 @@
  * standalone Fastify instance the way src/server.ts and the tests use it.
  */
 import { randomUUID } from 'node:crypto'
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
 import fastifyCors from '@fastify/cors'
 import fastifyUnderPressure from '@fastify/under-pressure'
 import fp from 'fastify-plugin'
@@ -19,6 +19,8 @@ import healthRoutes from '../routes/health.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
 import openapiPlugin from '../plugins/openapi.js'
 import securityHeaders from '../plugins/security-headers.js'
+import tracingPlugin from '../plugins/tracing.js'
+import type { MetricsPluginOptions } from '../plugins/metrics.js'
 import { resolveFilesOptions, type FilesOptions } from './options.js'
 import { proxyLinkBase } from './proxy-link.js'
 import { sharedSchemas } from './schemas.js'
@@ -27,7 +29,7 @@ import { OverloadedError } from './errors.js'
 import { logRedact, logSerializers, looksLikeJwt, redactUrl } from './log-redaction.js'
 import { refuseRepeatedAuthorization } from './repeated-authorization.js'
 import { acceptJsonBodiesOnly } from './json-body.js'
-import { authenticateOf } from './decorators.js'
+import { authenticateOf, filesUpstreamOf, METRICS, metricsOf } from './decorators.js'
 
 async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promise<void> {
   const opts = resolveFilesOptions(options)
@@ -43,6 +45,9 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
   fastify.setErrorHandler(errorHandler)
   // Every POST route of ours reads JSON; anything else is 415 (the host's parsers stay its own).
   acceptJsonBodiesOnly(fastify)
+  // Before any route, so their hooks see every request. A registration above us (buildApp's) already does.
+  if (opts.metrics !== false && !fastify.hasDecorator(METRICS)) await fastify.register(await loadMetricsPlugin(), opts.metrics)
+  if (opts.tracing) await fastify.register(tracingPlugin)
 
   await fastify.register(authPlugin, { jwt: opts.jwt, orgClaim: opts.orgClaim })
   await fastify.register(s3Plugin, {
@@ -55,6 +60,7 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
     expiresIn: opts.expiresIn
   })
   await fastify.register(upstreamPlugin, opts.proxy)
+  if (opts.metrics !== false) metricsOf(fastify).observeDownloads(() => filesUpstreamOf(fastify).inFlight)
   if (opts.healthRoutes === true) await fastify.register(healthRoutes)
   // One set of per-organization budgets for every route group below.
   if (opts.rateLimit !== false) await fastify.register(rateLimitPlugin, opts.rateLimit)
@@ -68,6 +74,11 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
   })
   // …except plain links, when enabled: their presigned URL is the credential.
   if (opts.proxyLinks !== undefined) await fastify.register(proxyRoutes, { mode: 'link' })
+}
+
+/** prom-client costs ~30 ms of start-up: loaded only when metrics are on. */
+async function loadMetricsPlugin (): Promise<FastifyPluginAsync<MetricsPluginOptions>> {
+  return (await import('../plugins/metrics.js')).default
 }
 
 /** The embeddable plugin: encapsulated, so a host's prefix, hooks and schemas stay its own. */
@@ -106,6 +117,9 @@ export async function buildApp ({ logger, trustProxy, docs = true, corsOrigins =
       errorHandler(safe, request, reply)
     }
   }).withTypeProvider<TypeBoxTypeProvider>()
+  // First, so its hooks see every request: 404s, docs and load shedding included.
+  const metrics = files.metrics === undefined || files.metrics === false ? false : resolveFilesOptions(files).metrics
+  if (metrics !== false) await app.register(await loadMetricsPlugin(), metrics)
   app.setErrorHandler(errorHandler)
   app.addHook('onRequest', (request, reply, done) => {
     void reply.header('x-request-id', request.id)

@@ -7,6 +7,10 @@ import { envSchema } from 'env-schema'
 import { Type, type Static } from '@sinclair/typebox'
 import type { FilesOptions, JwtOptions } from './options.js'
 
+/** OTLP over HTTP; gRPC would need another exporter (and @grpc/grpc-js) for the same collectors. */
+const OTLP_PROTOCOLS = ['http/protobuf', 'http/json'] as const
+export type OtlpProtocol = typeof OTLP_PROTOCOLS[number]
+
 export const EnvSchema = Type.Object({
   NODE_ENV: Type.String({ default: 'development' }),
   HOST: Type.String({ default: '127.0.0.1' }),
@@ -34,7 +38,16 @@ export const EnvSchema = Type.Object({
   PUBLIC_BASE_URL: Type.Optional(Type.String({ pattern: '^https?://[^/?#]+(/[^?#]*)?$' })),
   PROXY_MAX_CONCURRENT_DOWNLOADS: Type.Integer({ minimum: 1, default: 256 }),
   MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 10, default: 1000 }),
-  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 30000 })
+  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 30000 }),
+  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+  // OpenTelemetry's own variables (https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/):
+  // the ones that decide whether and how we trace are checked here; the SDK and exporter read the rest.
+  OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://' })),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://' })),
+  OTEL_EXPORTER_OTLP_PROTOCOL: Type.Optional(Type.String()),
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: Type.Optional(Type.String()),
+  OTEL_TRACES_EXPORTER: Type.Optional(Type.Union([Type.Literal('otlp'), Type.Literal('none')])),
+  OTEL_SDK_DISABLED: Type.Boolean({ default: false })
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -55,6 +68,10 @@ export interface Config {
   corsOrigins: string[]
   maxEventLoopDelayMs: number
   shutdownGraceMs: number
+  /** Serve GET /metrics on this port (on `host`), apart from the API. */
+  metricsPort?: number
+  /** Export traces (src/tracing.ts); the exporter reads its endpoint, headers and timeout from OTEL_* itself. */
+  tracing?: { protocol: OtlpProtocol }
   /** Files API options; `bucket`/`jwt` are absent when the dev environment must supply them. */
   files: Omit<FilesOptions, 'bucket'> & { bucket?: string }
 }
@@ -81,6 +98,10 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   if (parsed.PROXY_LINKS && parsed.PUBLIC_BASE_URL === undefined) {
     throw new ConfigError('PROXY_LINKS=true requires PUBLIC_BASE_URL (where clients reach this API, e.g. https://api.example.com): links are never built from request headers')
   }
+  if (parsed.METRICS_PORT !== undefined && parsed.METRICS_PORT !== 0 && parsed.METRICS_PORT === parsed.PORT) {
+    throw new ConfigError('METRICS_PORT must differ from PORT: metrics are never served on the API port')
+  }
+  const tracing = tracingFrom(parsed)
   if (parsed.S3_BUCKET === undefined && (parsed.S3_ENDPOINT !== undefined)) {
     throw new ConfigError('S3_ENDPOINT is set but S3_BUCKET is not')
   }
@@ -95,6 +116,8 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     corsOrigins: corsOriginsFrom(parsed.CORS_ORIGINS),
     maxEventLoopDelayMs: parsed.MAX_EVENT_LOOP_DELAY_MS,
     shutdownGraceMs: parsed.SHUTDOWN_GRACE_MS,
+    ...(parsed.METRICS_PORT === undefined ? {} : { metricsPort: parsed.METRICS_PORT }),
+    ...(tracing === undefined ? {} : { tracing }),
     files: {
       bucket: parsed.S3_BUCKET,
       region: parsed.S3_REGION ?? parsed.AWS_REGION ?? 'us-east-1',
@@ -109,9 +132,23 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
         ...(parsed.REDIS_URL === undefined ? {} : { redisUrl: parsed.REDIS_URL })
       },
       proxy: { maxConcurrentDownloads: parsed.PROXY_MAX_CONCURRENT_DOWNLOADS },
+      metrics: parsed.METRICS_PORT !== undefined,
+      tracing: tracing !== undefined,
       ...(parsed.PROXY_LINKS && parsed.PUBLIC_BASE_URL !== undefined ? { proxyLinks: { publicBaseUrl: parsed.PUBLIC_BASE_URL } } : {})
     }
   }
+}
+
+/** Traces are exported only to an endpoint someone named, and not when OpenTelemetry's own switches say no. */
+function tracingFrom (env: Env): Config['tracing'] {
+  const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT
+  if (endpoint === undefined || env.OTEL_SDK_DISABLED || env.OTEL_TRACES_EXPORTER === 'none') return undefined
+  const name = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL === undefined ? 'OTEL_EXPORTER_OTLP_PROTOCOL' : 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'
+  const protocol = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf'
+  if (!(OTLP_PROTOCOLS as readonly string[]).includes(protocol)) {
+    throw new ConfigError(`${name}=${protocol} is not supported: use http/protobuf (the default) or http/json`)
+  }
+  return { protocol: protocol as OtlpProtocol }
 }
 
 function jwtOptionsFrom (env: Env): JwtOptions | undefined {

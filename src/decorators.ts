@@ -9,6 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { TokenClaims } from './token-claims.js'
 import type { FilesS3 } from '../plugins/s3.js'
 import type { FilesUpstream } from '../plugins/upstream.js'
+import type { FilesMetrics } from '../plugins/metrics.js'
 
 /** What artos-files established about a request's caller. */
 export interface ArtosFilesCaller {
@@ -24,6 +25,10 @@ export const CALLER = 'artosFiles'
 export const S3 = 'artosFilesS3'
 /** `fastify.artosFilesUpstream` (plugins/upstream.ts). */
 export const UPSTREAM = 'artosFilesUpstream'
+/** `fastify.artosFilesMetrics` (plugins/metrics.ts), when metrics are on. */
+export const METRICS = 'artosFilesMetrics'
+/** `fastify.artosFilesTracer` (plugins/tracing.ts), when tracing is on. */
+export const TRACER = 'artosFilesTracer'
 /** `fastify.artosFilesAuthenticate`: the onRequest hook of plugins/auth.ts. */
 export const AUTHENTICATE = 'artosFilesAuthenticate'
 /** What our own @fastify/jwt registration adds (its verifier must not write the host's `request.user`). */
@@ -72,6 +77,11 @@ export function filesS3Of (fastify: FastifyInstance): FilesS3 {
 
 export function filesUpstreamOf (fastify: FastifyInstance): FilesUpstream {
   return instanceDecorator<FilesUpstream>(fastify, UPSTREAM, 'upstreamPlugin')
+}
+
+/** The Prometheus metrics of an instance registered with the `metrics` option. */
+export function metricsOf (fastify: FastifyInstance): FilesMetrics {
+  return instanceDecorator<FilesMetrics>(fastify, METRICS, 'artos-files with the metrics option')
 }
 
 function instanceDecorator<T> (fastify: FastifyInstance, name: string, plugin: string): T {

@@ -21,6 +21,9 @@ export { default as filesRoutes } from '../routes/files.js'
 export { default as proxyRoutes, type ProxyRoutesOptions } from '../routes/proxy.js'
 export { default as upstreamPlugin, type FilesUpstream, type UpstreamPluginOptions } from '../plugins/upstream.js'
 export { default as openapiPlugin, bearerAuthScheme } from '../plugins/openapi.js'
+// Types only: prom-client is loaded when `metrics` is on, not when the package is imported.
+export type { FilesMetrics, MetricsPluginOptions } from '../plugins/metrics.js'
+export type { FilesTracer, FilesSpanOptions } from '../plugins/tracing.js'
 
 // Contract schemas and options.
 export * from './schemas.js'

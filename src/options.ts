@@ -6,6 +6,7 @@ import { Type, type Static, type TOptional, type TSchema, type TUnsafe } from '@
 import { Ajv } from 'ajv'
 import type { S3Client } from '@aws-sdk/client-s3'
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@aws-sdk/types'
+import type { Registry } from 'prom-client'
 
 export const MIN_EXPIRES_IN = 1
 /** SigV4 presigned URLs cannot outlive 7 days. */
@@ -86,6 +87,18 @@ export const FilesOptionsSchema = Type.Object({
   }, { additionalProperties: false })),
   /** Also serve GET /health (liveness) and GET /ready (readiness) without authentication. */
   healthRoutes: Optional(Type.Boolean()),
+  /**
+   * Prometheus metrics (plugins/metrics.ts) into `registry` (a prom-client Registry);
+   * `true`: a new registry of this instance's own. Off by default. Serving them is the host's.
+   */
+  metrics: Optional(Type.Union([Type.Boolean(), Type.Object({
+    registry: Optional(Type.Unsafe<Registry>({}))
+  }, { additionalProperties: false })])),
+  /**
+   * Child spans (signing, upstream fetches) and trace ids in request log lines, through
+   * @opentelemetry/api's global tracer provider: the process sets up the SDK. Off by default.
+   */
+  tracing: Optional(Type.Boolean()),
   prefix: Optional(Type.String())
 })
 export type FilesOptions = Static<typeof FilesOptionsSchema>
@@ -99,6 +112,9 @@ export interface ResolvedFilesOptions extends FilesOptions {
   expiresIn: number
   proxy: Defined<ProxyOptions>
   rateLimit: false | (Defined<Omit<RateLimitOptions, 'redisUrl'>> & Pick<RateLimitOptions, 'redisUrl'>)
+  /** false, or where the metrics go (no registry: a new one). */
+  metrics: false | { registry?: Registry }
+  tracing: boolean
 }
 
 /**
@@ -204,14 +220,25 @@ export function resolveFilesOptions (options: unknown): ResolvedFilesOptions {
   if (opts.credentials !== undefined && !isCredentialsLike(opts.credentials)) {
     throw new TypeError('artos-files: invalid option "credentials": expected {accessKeyId, secretAccessKey, sessionToken?} or a provider function')
   }
+  const registry = typeof opts.metrics === 'object' ? opts.metrics.registry : undefined
+  if (registry !== undefined && !isRegistryLike(registry)) {
+    throw new TypeError('artos-files: invalid option "metrics.registry": expected a prom-client Registry')
+  }
   return {
     ...opts,
     region: opts.region ?? 'us-east-1',
     orgClaim: opts.orgClaim ?? 'org_id',
     expiresIn: opts.expiresIn ?? 3600,
     proxy: { ...DEFAULT_PROXY_OPTIONS, ...opts.proxy },
-    rateLimit: opts.rateLimit === false ? false : { ...DEFAULT_RATE_LIMITS, ...opts.rateLimit }
+    rateLimit: opts.rateLimit === false ? false : { ...DEFAULT_RATE_LIMITS, ...opts.rateLimit },
+    metrics: opts.metrics === undefined || opts.metrics === false ? false : opts.metrics === true ? {} : opts.metrics,
+    tracing: opts.tracing ?? false
   }
+}
+
+function isRegistryLike (value: unknown): boolean {
+  const registry = value as Partial<Registry> | null
+  return typeof registry === 'object' && registry !== null && typeof registry.registerMetric === 'function' && typeof registry.metrics === 'function'
 }
 
 function isCredentialsLike (value: unknown): boolean {

@@ -148,3 +148,33 @@ t.test('npm start sets the glibc malloc setting the proxy benchmark runs its ser
     t.match(pkg.scripts.start, `${name}=\${${name}:-${value}}`, `${name}=${value}, unless the environment sets it`)
   }
 })
+
+t.test('METRICS_PORT turns metrics on, on a port other than the API\'s', async t => {
+  const off = loadConfig({})
+  t.equal(off.metricsPort, undefined)
+  t.equal(off.files.metrics, false, 'off by default')
+  const on = loadConfig({ METRICS_PORT: '9464' })
+  t.equal(on.metricsPort, 9464)
+  t.equal(on.files.metrics, true)
+  t.equal(loadConfig({ METRICS_PORT: '0', PORT: '0' }).metricsPort, 0, 'any free port (tests)')
+  t.throws(() => loadConfig({ METRICS_PORT: '8000' }), /METRICS_PORT must differ from PORT/)
+  t.throws(() => loadConfig({ METRICS_PORT: 'ninety' }), /METRICS_PORT/)
+  t.throws(() => resolveFilesOptions({ bucket: 'bucket', jwt: { secret: SECRET }, metrics: { registry: {} } }), /invalid option "metrics.registry"/)
+  t.same(resolveFilesOptions({ bucket: 'bucket', jwt: { secret: SECRET } }).metrics, false)
+  t.same(resolveFilesOptions({ bucket: 'bucket', jwt: { secret: SECRET }, metrics: true }).metrics, {})
+})
+
+t.test('traces are on only when an OTLP endpoint is named, over HTTP', async t => {
+  t.equal(loadConfig({}).tracing, undefined)
+  t.equal(loadConfig({}).files.tracing, false, 'off by default')
+  const on = loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' })
+  t.same(on.tracing, { protocol: 'http/protobuf' }, 'OTLP\'s default protocol')
+  t.equal(on.files.tracing, true)
+  t.same(loadConfig({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://collector:4318/v1/traces', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }).tracing, { protocol: 'http/json' })
+  t.same(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/protobuf' }).tracing, { protocol: 'http/protobuf' }, 'the traces-specific variable wins')
+  t.equal(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_SDK_DISABLED: 'true' }).tracing, undefined, 'OTEL_SDK_DISABLED')
+  t.equal(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_EXPORTER: 'none' }).tracing, undefined, 'OTEL_TRACES_EXPORTER=none')
+  t.equal(loadConfig({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }).tracing, undefined, 'no endpoint, no traces')
+  t.throws(() => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }), /OTEL_EXPORTER_OTLP_PROTOCOL=grpc is not supported: use http\/protobuf/)
+  t.throws(() => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }), /OTEL_EXPORTER_OTLP_ENDPOINT/)
+})
