@@ -2,7 +2,7 @@
  * Batch presign benchmark (issue 13).
  *
  *   npx tsx bench/presign-batch.ts [--items 1000] [--duration 8] [--warmup 2] [--repeats 3] [--connections 4]
- *                                  [--cpu-prof] [--no-pin]
+ *                                  [--micro-rounds 5] [--no-micro] [--cpu-prof] [--no-pin]
  *
  * POST /generate-presigned-urls with one body of --items keys and one Bearer
  * token for both servers, each alone in a child process (bench/presign-servers.ts):
@@ -13,6 +13,10 @@
  * --warmup s warm-up then a --duration s measurement; medians. Server CPU per
  * batch comes from /proc. Goals: B under 25 ms of server CPU per batch of 1,000;
  * URLs/s B/L >= 100.
+ *
+ * Before that, in this process: the CPU one URL of the batch costs to sign with
+ * getSignedUrl, with ours, and at the hash floor (bench/signing-cost.ts), which
+ * bounds the ratio any Node server can reach.
  *
  * With taskset and at least 2 CPUs, the servers run on CPU 0 and this process
  * (autocannon, the in-process s3rver) on CPU 1. Goals are reported as PASS/MISS,
@@ -28,6 +32,7 @@ import {
   stderrLog, stopServerChild, type ServerChild
 } from './lib.js'
 import { fmtInt, measure, summarize, type Cannon, type Run, type Summary, type Target } from './http-load.js'
+import { signingCost, type SigningCost } from './signing-cost.js'
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
 
@@ -38,6 +43,8 @@ const { values: args } = parseArgs({
     warmup: { type: 'string', default: '2' },
     repeats: { type: 'string', default: '3' },
     connections: { type: 'string', default: '4' },
+    'micro-rounds': { type: 'string', default: '5' },
+    'no-micro': { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
     'no-pin': { type: 'boolean', default: false }
   },
@@ -47,13 +54,14 @@ const items = Math.round(positive('items', args.items))
 const phases = { duration: positive('duration', args.duration), warmup: positive('warmup', args.warmup) }
 const repeats = Math.round(positive('repeats', args.repeats))
 const connections = Math.round(positive('connections', args.connections))
+const microRounds = Math.round(positive('micro-rounds', args['micro-rounds']))
 
 const GOAL_CPU_MS = 25
 const GOAL_RATIO = 100
 
 const log = stderrLog('bench')
 const teardowns = new Teardowns(log)
-const pinning = pinLoadGenerator(args['no-pin'], 'yes (servers B, L: CPU 0; autocannon + in-process s3rver: CPU 1)')
+const pinning = pinLoadGenerator(args['no-pin'], 'yes (servers B, L: CPU 0; autocannon + in-process s3rver + signing costs: CPU 1)')
 
 // Keys as a document store names them; all in the caller's organization, none needs encoding.
 const keys = Array.from({ length: items }, (_, i) => `org-1/documents/2024/report-${String(i).padStart(4, '0')}.pdf`)
@@ -80,6 +88,16 @@ async function check (child: ServerChild, authorization: string, objectBody: str
   }
 }
 
+const us = (ns: number, digits = 2): string => fmt(ns / 1000, digits)
+
+function signingRows (c: SigningCost): string[] {
+  return [
+    `| Signing one URL, in process (CPU): getSignedUrl / ours / hash floor (3 one-shot SHA-256) | ${us(c.sdkNs, 1)} / ${us(c.oursNs)} / ${us(c.floorNs)} µs ` +
+      `(runs ${c.runs.sdk.map(x => us(x, 0)).join(', ')} / ${c.runs.ours.map(x => us(x)).join(', ')} / ${c.runs.floor.map(x => us(x)).join(', ')}) | — | — |`,
+    `| Bound on B/L if all but signing were free: getSignedUrl ÷ ours, ÷ hash floor | ${fmt(c.sdkNs / c.oursNs, 0)}, ${fmt(c.sdkNs / c.floorNs, 0)} | — | — |`
+  ]
+}
+
 async function main (): Promise<void> {
   const wallStart = performance.now()
   const loadStart = hostLoad()
@@ -90,6 +108,10 @@ async function main (): Promise<void> {
   log(`S3: ${s3Label}, bucket ${s3.bucket}`)
   const objectBody = 'presign batch benchmark object\n'
   for (const key of new Set([keys[0], keys[items - 1]])) await s3.put(key, objectBody, 'application/pdf')
+
+  // First, while nothing else runs.
+  const signing = args['no-micro'] ? undefined : await signingCost(s3, keys, microRounds)
+  if (signing !== undefined) log(`signing per URL: getSignedUrl ${fmt(signing.sdkNs / 1000, 1)} µs, ours ${fmt(signing.oursNs / 1000, 2)} µs, hash floor ${fmt(signing.floorNs / 1000, 2)} µs`)
 
   const authorization = `Bearer ${signToken({ sub: 'bench', org_id: 'org-1' }, { expiresInSeconds: 6 * 3600 })}`
   const target: Target = { path: '/generate-presigned-urls', headers: { authorization, 'content-type': 'application/json' }, body: BODY, connections }
@@ -146,6 +168,7 @@ async function main (): Promise<void> {
     `| URLs/s B/L | ${fmt(ratio, 1)} (per round ${roundRatios.map(x => fmt(x, 1)).join(', ')}) | ≥ ${GOAL_RATIO} | ${mark(ratio >= GOAL_RATIO)} |`,
     `| Server CPU per batch L/B | ${fmt(l.serverUs / b.serverUs, 1)} (L ${fmt(l.serverUs / items, 1)} µs per URL) | — | — |`,
     `| B p50 latency / L p50 | ${fmt(b.p50 / l.p50, 3)} | — | — |`,
+    ...(signing === undefined ? [] : signingRows(signing)),
     '',
     '| Context | Value |',
     '|---|---|',
@@ -159,6 +182,10 @@ async function main (): Promise<void> {
     `| Command | \`${benchCommand('presign-batch.ts')}\` |`,
     ''
   ]
+  const fewest = Math.min(...runs.L.map(r => r.rps * phases.duration))
+  if (fewest < 20) {
+    out.splice(out.length - 1, 0, `| Note | a round of L answered only ${fmt(fewest, 0)} batches: too few for a stable figure (L's first batches are slow); use a longer --duration |`)
+  }
   if (b.loadgenPct >= 90) {
     out.splice(out.length - 1, 0, `| Note | autocannon used ${fmt(b.loadgenPct, 0)}% of its CPU during B: B may be load-generator-bound, so B/L may be pessimistic; CPU per batch is not affected |`)
   }
