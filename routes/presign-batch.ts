@@ -5,8 +5,9 @@
  * the batch as N presigns (plugins/rate-limit.ts).
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { errorResponse, GeneratePresignedUrlsRequest, GeneratePresignedUrlsResponse, MAX_BATCH_ITEMS, ref, type PresignItem, type PresignItemResult } from '../src/schemas.js'
-import { checkPresignRequest } from '../src/presign-request.js'
+import { errorResponse, GeneratePresignedUrlsRequest, GeneratePresignedUrlsResponse, MAX_BATCH_ITEMS, ref, type PresignItem } from '../src/schemas.js'
+import { checkPresignRequest, type PresignVerdict } from '../src/presign-request.js'
+import type { SignedGet } from '../src/presigned-get.js'
 import { presignError, PresignFailedError } from '../src/errors.js'
 import { proxyLinkFor } from '../src/proxy-link.js'
 import type { PresignRoutesOptions } from './files.js'
@@ -63,19 +64,59 @@ const presignBatchRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = asyn
       request.artosPresignOutcomes = { failed: allowed.length, forbidden, invalid: refused - forbidden }
       throw new PresignFailedError()
     }
-    let next = 0
-    const results: PresignItemResult[] = items.map((item, i) => {
-      const verdict = verdicts[i]
-      if (!verdict.ok) {
-        const { statusCode, code, message } = presignError(verdict)
-        return { key: item.key, error: { statusCode: statusCode ?? 400, code, message } }
-      }
-      const { url, expiresAt } = signed[next++]
-      return { key: item.key, url, expiresAt: expiresAt.toISOString(), ...(linkFor === undefined ? {} : { proxyUrl: linkFor(url) }) }
-    })
     reply.header('cache-control', 'no-store')
-    return { results }
+    // Bytes with a JSON content type are sent as they are; the schema above still documents
+    // them (the type provider knows the body only in its object form). As a string, Fastify
+    // would walk the ~0.5 MB twice: once to count its UTF-8 bytes, once to encode them.
+    const body = Buffer.from(resultsJson(items, verdicts, signed, linkFor)) as unknown as GeneratePresignedUrlsResponse
+    return await reply.type('application/json; charset=utf-8').send(body)
   })
+}
+
+/**
+ * The 200 body (GeneratePresignedUrlsResponse), the same bytes the schema's
+ * serializer wrote, for less: it spent ~0.8 µs per item scanning each
+ * ~400-character URL for characters to escape, ~15 % of the batch's CPU
+ * (bench/presign-batch.ts). A URL of ours needs no escaping: WHATWG URL parsing
+ * percent-encodes controls in the origin's host and path, and every other part is
+ * RFC 3986-encoded or hex; a host with '"' or a path with '\\' is checked for.
+ * Keys and errors go through JSON.stringify.
+ */
+function resultsJson (items: PresignItem[], verdicts: PresignVerdict[], signed: SignedGet[], linkFor: ((url: string) => string) | undefined): string {
+  let json = '{"results":['
+  let next = 0
+  // A batch is signed at one instant: one expiry to format, a handful of distinct refusals.
+  let expiry = NaN
+  let expiresAt = ''
+  const refusals = new Map<string, string>()
+  for (let i = 0; i < items.length; i++) {
+    const key = JSON.stringify(items[i].key)
+    const verdict = verdicts[i]
+    if (verdict.ok) {
+      const signedGet = signed[next++]
+      if (signedGet.expiresAt.getTime() !== expiry) {
+        expiry = signedGet.expiresAt.getTime()
+        expiresAt = signedGet.expiresAt.toISOString()
+      }
+      const url = signedGet.url
+      const proxyUrl = linkFor === undefined ? '' : `,"proxyUrl":${JSON.stringify(linkFor(url))}`
+      json += `${i === 0 ? '' : ','}{"key":${key},"url":${jsonUrl(url)},"expiresAt":"${expiresAt}"${proxyUrl}}`
+    } else {
+      const refusal = `${verdict.reason}/${verdict.field}/${verdict.message}`
+      let error = refusals.get(refusal)
+      if (error === undefined) {
+        const { statusCode, code, message } = presignError(verdict)
+        error = JSON.stringify({ statusCode: statusCode ?? 400, code, message })
+        refusals.set(refusal, error)
+      }
+      json += `${i === 0 ? '' : ','}{"key":${key},"error":${error}}`
+    }
+  }
+  return `${json}]}`
+}
+
+function jsonUrl (url: string): string {
+  return url.includes('"') || url.includes('\\') ? JSON.stringify(url) : `"${url}"`
 }
 
 export default presignBatchRoutes
