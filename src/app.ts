@@ -94,12 +94,14 @@ export interface BuildAppOptions extends FilesOptions {
   corsOrigins?: string[] | undefined
   /** Shed load (503 + Retry-After) when the event loop lags more than this (default 1000 ms). */
   maxEventLoopDelayMs?: number | undefined
+  /** …or is busier than this share of the time (default 0.98; 1 turns this trigger off). */
+  maxEventLoopUtilization?: number | undefined
 }
 
 /** Incoming request ids are kept only when they are short and plain, so they are safe to log and echo. */
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
-export async function buildApp ({ logger, trustProxy, docs = true, corsOrigins = [], maxEventLoopDelayMs = 1000, ...files }: BuildAppOptions): Promise<FastifyInstance> {
+export async function buildApp ({ logger, trustProxy, docs = true, corsOrigins = [], maxEventLoopDelayMs = 1000, maxEventLoopUtilization = 0.98, ...files }: BuildAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: logger === undefined || logger === false ? false : { ...(typeof logger === 'object' ? logger : {}), serializers: logSerializers, redact: logRedact },
     trustProxy: trustProxy ?? false,
@@ -136,7 +138,7 @@ export async function buildApp ({ logger, trustProxy, docs = true, corsOrigins =
 
   await app.register(fastifyUnderPressure, {
     maxEventLoopDelay: maxEventLoopDelayMs,
-    maxEventLoopUtilization: 0.98,
+    maxEventLoopUtilization,
     retryAfter: 5,
     customError: OverloadedError
   })
