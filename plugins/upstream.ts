@@ -6,14 +6,26 @@
  * share it, so there is one agent and one cap however many register.
  */
 import fp from 'fastify-plugin'
+import { lookup as dnsLookup } from 'node:dns'
 import type { ServerResponse } from 'node:http'
+import type { LookupFunction } from 'node:net'
 import { Agent, request as undiciRequest, type Dispatcher } from 'undici'
 import type { FastifyBaseLogger, FastifyError, FastifyInstance } from 'fastify'
 import { ClientClosedRequestError, TooBusyError, UpstreamFailedError, UpstreamTimeoutError } from '../src/errors.js'
 import { DEFAULT_PROXY_OPTIONS, definedOnly, type ProxyOptions } from '../src/options.js'
 import { claimNames, UPSTREAM } from '../src/decorators.js'
+import { connectAddressAllowed } from '../src/address-policy.js'
 
-export type UpstreamPluginOptions = ProxyOptions
+export interface UpstreamPluginOptions extends ProxyOptions {
+  /** Resolves the endpoint's name (default: dns.lookup, as net.connect would). Tests give a fake one. */
+  lookup?: LookupFunction | undefined
+}
+
+/**
+ * Internal: where tests put a DNS lookup function in the Files API options.
+ * A symbol, so option validation ignores it and no host sets it by accident.
+ */
+export const kLookup = Symbol.for('artos-files.upstream.lookup')
 
 export interface UpstreamFetchOptions {
   /** Headers for the storage endpoint; the caller has already chosen which are safe to forward. */
@@ -23,8 +35,8 @@ export interface UpstreamFetchOptions {
   log: FastifyBaseLogger
 }
 
-/** Why an outbound exchange did not deliver. Only `timeout` and `failed` are the storage upstream's fault. */
-export type UpstreamFailure = 'client-closed' | 'timeout' | 'failed'
+/** Why an outbound exchange did not deliver. Only `timeout`, `refused-address` and `failed` are the storage side's fault. */
+export type UpstreamFailure = 'client-closed' | 'timeout' | 'refused-address' | 'failed'
 
 export interface FilesUpstream {
   /** Downloads in progress on this instance (read by a gauge; capped by `maxConcurrentDownloads`). */
@@ -37,6 +49,8 @@ export interface FilesUpstream {
   fetch: (url: string, options: UpstreamFetchOptions) => Promise<Dispatcher.ResponseData>
   /** The answer for an error of an outbound exchange (e.g. a body that failed before its first byte), logged unless the client left. */
   failure: (err: unknown, log: FastifyBaseLogger) => FastifyError
+  /** True for an answer this service has logged already (at warn: the storage side's fault, not our bug). */
+  reported: (answer: unknown) => boolean
 }
 
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
@@ -45,7 +59,34 @@ const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEO
 export function classifyFailure (err: unknown): UpstreamFailure {
   const code = (err as { code?: unknown } | undefined)?.code
   if (err instanceof ClientClosedRequestError || code === 'UND_ERR_ABORTED' || code === 'ERR_STREAM_PREMATURE_CLOSE' || (err as Error | undefined)?.name === 'AbortError') return 'client-closed'
+  if (err instanceof RefusedAddressError) return 'refused-address'
   return typeof code === 'string' && TIMEOUT_CODES.has(code) ? 'timeout' : 'failed'
+}
+
+/** The endpoint's name resolved to an address we never connect to (src/address-policy.ts). */
+export class RefusedAddressError extends Error {
+  readonly code = 'ERR_ARTOS_REFUSED_ADDRESS'
+  constructor (readonly hostname: string, readonly addresses: string[]) {
+    super(`${hostname} resolved to ${addresses.join(', ')}: link-local and metadata addresses are refused`)
+  }
+}
+
+/**
+ * Resolves like `lookup`, but fails the connection when any address is one the
+ * policy refuses. Runs at connect time, for every new connection: what the name
+ * resolved to when the app started proves nothing. net.connect does not look up
+ * literal IPs, so an endpoint configured as one is connected to as it is.
+ */
+export function refusingLookup (lookup: LookupFunction): LookupFunction {
+  return (hostname, options, callback) => {
+    lookup(hostname, options, (err, address, family) => {
+      if (err !== null) { callback(err, address, family); return }
+      const addresses = Array.isArray(address) ? address.map(entry => entry.address) : [address]
+      const refused = addresses.filter(candidate => !connectAddressAllowed(candidate))
+      if (refused.length > 0) callback(new RefusedAddressError(hostname, refused), address, family)
+      else callback(null, address, family)
+    })
+  }
 }
 
 /**
@@ -61,7 +102,7 @@ async function upstreamPlugin (fastify: FastifyInstance, options: UpstreamPlugin
   claimNames(fastify, { instance: [UPSTREAM] })
   const opts = { ...DEFAULT_PROXY_OPTIONS, ...definedOnly(options) }
   const agent = new Agent({
-    connectTimeout: opts.connectTimeoutMs,
+    connect: { timeout: opts.connectTimeoutMs, lookup: refusingLookup(options.lookup ?? dnsLookup) },
     headersTimeout: opts.headersTimeoutMs,
     bodyTimeout: opts.idleTimeoutMs,
     // Redirects are never followed: undici 7 follows them only through a redirect
@@ -70,12 +111,19 @@ async function upstreamPlugin (fastify: FastifyInstance, options: UpstreamPlugin
   } as Agent.Options)
   fastify.addHook('onClose', async () => { await agent.close() })
   let inFlight = 0
+  const logged = new WeakSet<object>()
 
   const failure = (err: unknown, log: FastifyBaseLogger): FastifyError => {
     const kind = classifyFailure(err)
     if (kind === 'client-closed') return new ClientClosedRequestError()
-    log.warn({ err }, 'storage upstream request failed')
-    return kind === 'timeout' ? new UpstreamTimeoutError() : new UpstreamFailedError()
+    if (err instanceof RefusedAddressError) {
+      log.warn({ hostname: err.hostname, addresses: err.addresses }, 'refused to connect: the storage endpoint resolved to a link-local or metadata address')
+    } else {
+      log.warn({ err }, 'storage upstream request failed')
+    }
+    const answer = kind === 'timeout' ? new UpstreamTimeoutError() : new UpstreamFailedError()
+    logged.add(answer)
+    return answer
   }
 
   const fetch = async (url: string, { headers, client, log }: UpstreamFetchOptions): Promise<Dispatcher.ResponseData> => {
@@ -106,7 +154,8 @@ async function upstreamPlugin (fastify: FastifyInstance, options: UpstreamPlugin
   fastify.decorate(UPSTREAM, {
     get inFlight () { return inFlight },
     fetch,
-    failure
+    failure,
+    reported: answer => typeof answer === 'object' && answer !== null && logged.has(answer)
   } satisfies FilesUpstream)
 }
 

@@ -12,7 +12,7 @@ import { checkPresignedUrl, keyOrganization } from '../src/presigned-url.js'
 import { PROXY_LINK_PATH } from '../src/proxy-link.js'
 import { DOWNLOAD_CSP, mediaTypeEssence, presentDownload } from '../src/download-safety.js'
 import type { PresignedGet } from '../src/presigned-url.js'
-import { errorHandler } from '../src/error-handler.js'
+import { errorHandler, errorResponseFor } from '../src/error-handler.js'
 import {
   ExpiredUrlError, FileNotFoundError, ForbiddenUrlError, InvalidPresignedUrlError, RangeNotSatisfiableError, TooBusyError, UpstreamFailedError
 } from '../src/errors.js'
@@ -83,10 +83,12 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
     attachValidation: true,
     // A body that fails before its first byte surfaces here instead of in the handler.
     errorHandler: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-      const fromUpstream = error.code?.startsWith('UND_ERR_') === true
       // A refused download may try again shortly.
       if (error instanceof TooBusyError) void reply.header('retry-after', '1')
-      errorHandler(fromUpstream ? filesUpstream.failure(error, request.log) : error, request, reply)
+      const answer = error.code?.startsWith('UND_ERR_') === true ? filesUpstream.failure(error, request.log) : error
+      // The upstream service has logged its failures already, at warn: a storage failure is not our bug.
+      if (filesUpstream.reported(answer)) void reply.code(answer.statusCode ?? 502).send(errorResponseFor(answer))
+      else errorHandler(answer, request, reply)
     },
     // A link's organization is its key's: known before rate limits and slots are counted.
     ...(isLink ? { preValidation: organizationFromLink } : {})
