@@ -1,9 +1,10 @@
 /**
  * The proxy's outbound side as one service per instance (`fastify.artosFilesUpstream`):
  * the undici agent with our timeouts, the cap on downloads in flight, the retry
- * of a GET on a dropped keep-alive connection, and the classification of what
- * went wrong. Routes that stream objects (the proxy today, plain links later)
- * share it, so there is one agent and one cap however many register.
+ * of a GET on a dropped keep-alive connection, the deadline and transfer-rate
+ * floor of every download, and the classification of what went wrong. Routes
+ * that stream objects (the bearer proxy, plain links) share it, so there is one
+ * agent and one cap however many register.
  */
 import fp from 'fastify-plugin'
 import { lookup as dnsLookup } from 'node:dns'
@@ -15,6 +16,7 @@ import { ClientClosedRequestError, TooBusyError, UpstreamFailedError, UpstreamTi
 import { DEFAULT_PROXY_OPTIONS, definedOnly, type ProxyOptions } from '../src/options.js'
 import { claimNames, UPSTREAM } from '../src/decorators.js'
 import { connectAddressAllowed } from '../src/address-policy.js'
+import { watchTransfer } from '../src/transfer-guard.js'
 
 export interface UpstreamPluginOptions extends ProxyOptions {
   /** Resolves the endpoint's name (default: dns.lookup, as net.connect would). Tests give a fake one. */
@@ -30,7 +32,11 @@ export const kLookup = Symbol.for('artos-files.upstream.lookup')
 export interface UpstreamFetchOptions {
   /** Headers for the storage endpoint; the caller has already chosen which are safe to forward. */
   headers: Record<string, string>
-  /** The response the object goes to: the download holds its slot until this closes, and ends when it does. */
+  /**
+   * The response the object goes to: the download holds its slot until this
+   * closes and ends when it does; its socket's progress is what the transfer
+   * floor measures, and it is reset when the download is cut off.
+   */
   client: ServerResponse
   log: FastifyBaseLogger
 }
@@ -47,8 +53,12 @@ export interface FilesUpstream {
    * when the client left first, UpstreamTimeoutError (504) or UpstreamFailedError (502).
    */
   fetch: (url: string, options: UpstreamFetchOptions) => Promise<Dispatcher.ResponseData>
-  /** The answer for an error of an outbound exchange (e.g. a body that failed before its first byte), logged unless the client left. */
-  failure: (err: unknown, log: FastifyBaseLogger) => FastifyError
+  /**
+   * The answer for an error met while relaying a body (one that failed before
+   * its first byte reaches the route's error handler): errors of the outbound
+   * exchange become ours, logged unless the client left; others come back as they are.
+   */
+  answerFor: (err: FastifyError, log: FastifyBaseLogger) => FastifyError
   /** True for an answer this service has logged already (at warn: the storage side's fault, not our bug). */
   reported: (answer: unknown) => boolean
 }
@@ -61,6 +71,11 @@ export function classifyFailure (err: unknown): UpstreamFailure {
   if (err instanceof ClientClosedRequestError || code === 'UND_ERR_ABORTED' || code === 'ERR_STREAM_PREMATURE_CLOSE' || (err as Error | undefined)?.name === 'AbortError') return 'client-closed'
   if (err instanceof RefusedAddressError) return 'refused-address'
   return typeof code === 'string' && TIMEOUT_CODES.has(code) ? 'timeout' : 'failed'
+}
+
+/** Errors that come from the outbound exchange rather than from our own checks. */
+function isOutbound (err: FastifyError): boolean {
+  return err.code?.startsWith('UND_ERR_') === true || err.code === 'ERR_STREAM_PREMATURE_CLOSE'
 }
 
 /** The endpoint's name resolved to an address we never connect to (src/address-policy.ts). */
@@ -126,21 +141,41 @@ async function upstreamPlugin (fastify: FastifyInstance, options: UpstreamPlugin
     return answer
   }
 
+  const floor = { minBytesPerSecond: opts.minBytesPerSecond, windowMs: opts.transferWindowMs }
+
   const fetch = async (url: string, { headers, client, log }: UpstreamFetchOptions): Promise<Dispatcher.ResponseData> => {
     if (inFlight >= opts.maxConcurrentDownloads) throw new TooBusyError()
     inFlight++
+    const startedAt = performance.now()
     const abort = new AbortController()
     let response: Dispatcher.ResponseData | undefined
+    let stopWatching = (): void => {}
+    // Past the deadline or under the floor, both sides are let go: the client's
+    // response here, the upstream by the close handler below, which frees the slot.
+    const cut = (reason: 'deadline' | 'client-too-slow' | 'upstream-too-slow', detail: Record<string, number>): void => {
+      log.warn({ reason, ...detail, elapsedMs: Math.round(performance.now() - startedAt) }, 'download cut off')
+      // A reset, not a FIN after the queued bytes: the kernel drops what it still
+      // holds for a client that stopped reading. (Only TCP sockets can; TLS ones throw.)
+      try { client.socket?.resetAndDestroy() } catch {}
+      client.destroy()
+    }
+    const deadline = setTimeout(() => { cut('deadline', { deadlineMs: opts.downloadDeadlineMs }) }, opts.downloadDeadlineMs)
+    deadline.unref()
     client.once('close', () => {
       inFlight--
+      clearTimeout(deadline)
+      stopWatching()
       if (client.writableFinished) return
-      // The client left: cancel the request, or drop the body being relayed.
+      // The client left (or was let go): cancel the request, or drop the body being relayed.
       if (response === undefined) abort.abort(new ClientClosedRequestError())
       else response.body.destroy(prematureClose())
     })
     for (let attempt = 1; ; attempt++) {
       try {
         response = await undiciRequest(url, { method: 'GET', headers, dispatcher: agent, signal: abort.signal })
+        stopWatching = watchTransfer(client, floor, (side, bytesPerSecond) => {
+          cut(side === 'client' ? 'client-too-slow' : 'upstream-too-slow', { bytesPerSecond, minBytesPerSecond: floor.minBytesPerSecond })
+        })
         return response
       } catch (err) {
         if (abort.signal.aborted) throw new ClientClosedRequestError()
@@ -154,7 +189,7 @@ async function upstreamPlugin (fastify: FastifyInstance, options: UpstreamPlugin
   fastify.decorate(UPSTREAM, {
     get inFlight () { return inFlight },
     fetch,
-    failure,
+    answerFor: (err, log) => isOutbound(err) ? failure(err, log) : err,
     reported: answer => typeof answer === 'object' && answer !== null && logged.has(answer)
   } satisfies FilesUpstream)
 }

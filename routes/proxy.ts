@@ -85,7 +85,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
     errorHandler: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
       // A refused download may try again shortly.
       if (error instanceof TooBusyError) void reply.header('retry-after', '1')
-      const answer = error.code?.startsWith('UND_ERR_') === true ? filesUpstream.failure(error, request.log) : error
+      const answer = filesUpstream.answerFor(error, request.log)
       // The upstream service has logged its failures already, at warn: a storage failure is not our bug.
       if (filesUpstream.reported(answer)) void reply.code(answer.statusCode ?? 502).send(errorResponseFor(answer))
       else errorHandler(answer, request, reply)
