@@ -2,26 +2,34 @@
  * The proxy's outbound side as one service per instance (`fastify.artosFilesUpstream`):
  * the undici agent with our timeouts, the cap on downloads in flight, the retry
  * of a GET on a dropped keep-alive connection, the deadline and transfer-rate
- * floor of every download, and the classification of what went wrong. Routes
- * that stream objects (the bearer proxy, plain links) share it, so there is one
- * agent and one cap however many register.
+ * floor of every download, the per-organization download slots (in Redis when
+ * configured, shared by every instance), and the classification of what went
+ * wrong. Routes that stream objects (the bearer proxy, plain links) share it,
+ * so there is one agent and one set of caps however many register.
  */
 import fp from 'fastify-plugin'
 import { lookup as dnsLookup } from 'node:dns'
 import type { ServerResponse } from 'node:http'
 import type { LookupFunction } from 'node:net'
 import { Agent, request as undiciRequest, type Dispatcher } from 'undici'
+import { Redis } from 'ioredis'
 import type { FastifyBaseLogger, FastifyError, FastifyInstance } from 'fastify'
-import { ClientClosedRequestError, TooBusyError, UpstreamFailedError, UpstreamTimeoutError } from '../src/errors.js'
+import { ClientClosedRequestError, OrganizationDownloadsLimitedError, TooBusyError, UpstreamFailedError, UpstreamTimeoutError } from '../src/errors.js'
 import { DEFAULT_PROXY_OPTIONS, definedOnly, type ProxyOptions } from '../src/options.js'
 import { claimNames, UPSTREAM } from '../src/decorators.js'
 import { connectAddressAllowed } from '../src/address-policy.js'
 import { watchTransfer } from '../src/transfer-guard.js'
+import { memorySlots, redisSlots, type DownloadSlots, type SlotLease } from '../src/download-slots.js'
 
 export interface UpstreamPluginOptions extends ProxyOptions {
+  /** redis:// or rediss://: per-organization slots are then shared by every instance using it. */
+  redisUrl?: string | undefined
   /** Resolves the endpoint's name (default: dns.lookup, as net.connect would). Tests give a fake one. */
   lookup?: LookupFunction | undefined
 }
+
+/** How long a download's organization slot outlives its last renewal in Redis: how soon a crashed instance's come back. */
+const SLOT_LEASE_MS = 30_000
 
 /**
  * Internal: where tests put a DNS lookup function in the Files API options.
@@ -39,6 +47,8 @@ export interface UpstreamFetchOptions {
    */
   client: ServerResponse
   log: FastifyBaseLogger
+  /** Whose download this is: it takes one of that organization's `maxDownloadsPerOrg` slots. */
+  organization?: string | undefined
 }
 
 /** Why an outbound exchange did not deliver. Only `timeout`, `refused-address` and `failed` are the storage side's fault. */
@@ -49,8 +59,10 @@ export interface FilesUpstream {
   readonly inFlight: number
   /**
    * GETs `url` for the download going to `client`. Throws only our named errors:
-   * TooBusyError (503) when the instance is at its cap, ClientClosedRequestError
-   * when the client left first, UpstreamTimeoutError (504) or UpstreamFailedError (502).
+   * TooBusyError (503) when the instance is at its cap,
+   * OrganizationDownloadsLimitedError (429) when the organization is at its own,
+   * ClientClosedRequestError when the client left first, UpstreamTimeoutError
+   * (504) or UpstreamFailedError (502).
    */
   fetch: (url: string, options: UpstreamFetchOptions) => Promise<Dispatcher.ResponseData>
   /**
@@ -125,6 +137,7 @@ async function upstreamPlugin (fastify: FastifyInstance, options: UpstreamPlugin
     maxRedirections: 0
   } as Agent.Options)
   fastify.addHook('onClose', async () => { await agent.close() })
+  const slots = opts.redisUrl === undefined ? memorySlots(opts.maxDownloadsPerOrg) : await sharedSlots(fastify, opts.redisUrl, opts.maxDownloadsPerOrg)
   let inFlight = 0
   const logged = new WeakSet<object>()
 
@@ -143,11 +156,23 @@ async function upstreamPlugin (fastify: FastifyInstance, options: UpstreamPlugin
 
   const floor = { minBytesPerSecond: opts.minBytesPerSecond, windowMs: opts.transferWindowMs }
 
-  const fetch = async (url: string, { headers, client, log }: UpstreamFetchOptions): Promise<Dispatcher.ResponseData> => {
+  /** The organization's slot; when the store cannot say, the download goes ahead (fail open, like the rate limit). */
+  const slotFor = async (organization: string, log: FastifyBaseLogger): Promise<SlotLease | undefined> => {
+    try {
+      return await slots.acquire(organization)
+    } catch (err) {
+      log.warn({ err }, 'download slot store unavailable; download allowed')
+      return { release () {} }
+    }
+  }
+
+  const fetch = async (url: string, { headers, client, log, organization }: UpstreamFetchOptions): Promise<Dispatcher.ResponseData> => {
     if (inFlight >= opts.maxConcurrentDownloads) throw new TooBusyError()
     inFlight++
     const startedAt = performance.now()
     const abort = new AbortController()
+    let lease: SlotLease | undefined
+    let closed = false
     let response: Dispatcher.ResponseData | undefined
     let stopWatching = (): void => {}
     // Past the deadline or under the floor, both sides are let go: the client's
@@ -162,7 +187,9 @@ async function upstreamPlugin (fastify: FastifyInstance, options: UpstreamPlugin
     const deadline = setTimeout(() => { cut('deadline', { deadlineMs: opts.downloadDeadlineMs }) }, opts.downloadDeadlineMs)
     deadline.unref()
     client.once('close', () => {
+      closed = true
       inFlight--
+      lease?.release()
       clearTimeout(deadline)
       stopWatching()
       if (client.writableFinished) return
@@ -170,6 +197,12 @@ async function upstreamPlugin (fastify: FastifyInstance, options: UpstreamPlugin
       if (response === undefined) abort.abort(new ClientClosedRequestError())
       else response.body.destroy(prematureClose())
     })
+    if (organization !== undefined) {
+      lease = await slotFor(organization, log)
+      if (lease === undefined) throw new OrganizationDownloadsLimitedError()
+      // The client left while the slot was being taken.
+      if (closed) { lease.release(); throw new ClientClosedRequestError() }
+    }
     for (let attempt = 1; ; attempt++) {
       try {
         response = await undiciRequest(url, { method: 'GET', headers, dispatcher: agent, signal: abort.signal })
@@ -192,6 +225,27 @@ async function upstreamPlugin (fastify: FastifyInstance, options: UpstreamPlugin
     answerFor: (err, log) => isOutbound(err) ? failure(err, log) : err,
     reported: answer => typeof answer === 'object' && answer !== null && logged.has(answer)
   } satisfies FilesUpstream)
+}
+
+/** Per-organization slots in Redis. Unreachable at startup: refuse to start, as the rate limit does. */
+async function sharedSlots (fastify: FastifyInstance, url: string, cap: number): Promise<DownloadSlots> {
+  // Fail fast rather than queue: a slow Redis must not stall downloads.
+  const redis = new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: 2_000, commandTimeout: 1_000, enableOfflineQueue: false, lazyConnect: true })
+  // ioredis reports every failed reconnection; each refused command is logged where it matters (see slotFor).
+  redis.on('error', err => { fastify.log.debug({ err }, 'download slot store connection error') })
+  try {
+    await redis.connect()
+  } catch (err) {
+    redis.disconnect() // stop ioredis from retrying in the background
+    throw new Error(`artos-files: cannot reach Redis for download slots: ${(err as Error).message}`)
+  }
+  fastify.addHook('onClose', async () => {
+    // quit() waits for pending replies (releases included); a lost connection can only be dropped.
+    if (redis.status === 'ready') await redis.quit().catch(() => { redis.disconnect() })
+    else redis.disconnect()
+  })
+  // A renewal or release that fails leaves a lease that expires on its own: worth a debug line, not a warning per download.
+  return redisSlots(redis, { cap, leaseMs: SLOT_LEASE_MS, onBackgroundError: err => { fastify.log.debug({ err }, 'download slot renewal or release failed') } })
 }
 
 export default fp(upstreamPlugin, { name: 'artos-files-upstream', fastify: '5.x' })

@@ -60,7 +60,11 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
     s3Client: opts.s3Client,
     expiresIn: opts.expiresIn
   })
-  await fastify.register(upstreamPlugin, { ...opts.proxy, lookup: (options as { [kLookup]?: LookupFunction })[kLookup] })
+  await fastify.register(upstreamPlugin, {
+    ...opts.proxy,
+    redisUrl: opts.rateLimit === false ? undefined : opts.rateLimit.redisUrl,
+    lookup: (options as { [kLookup]?: LookupFunction })[kLookup]
+  })
   if (opts.metrics !== false) metricsOf(fastify).observeDownloads(() => filesUpstreamOf(fastify).inFlight)
   if (opts.healthRoutes === true) await fastify.register(healthRoutes)
   // One set of per-organization budgets for every route group below.

@@ -38,6 +38,7 @@ export const EnvSchema = Type.Object({
   PUBLIC_BASE_URL: Type.Optional(Type.String({ pattern: '^https?://[^/?#]+(/[^?#]*)?$' })),
   PROXY_MAX_CONCURRENT_DOWNLOADS: Type.Integer({ minimum: 1, default: 256 }),
   // Bounds and defaults are the options schema's (src/options.ts).
+  PROXY_MAX_DOWNLOADS_PER_ORG: ProxyOptions.properties.maxDownloadsPerOrg,
   PROXY_DOWNLOAD_DEADLINE_MS: ProxyOptions.properties.downloadDeadlineMs,
   PROXY_MIN_BYTES_PER_SECOND: ProxyOptions.properties.minBytesPerSecond,
   PROXY_TRANSFER_WINDOW_MS: ProxyOptions.properties.transferWindowMs,
@@ -139,6 +140,7 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
         maxConcurrentDownloads: parsed.PROXY_MAX_CONCURRENT_DOWNLOADS,
         // Unset variables leave their option out: the options schema's default applies.
         ...definedOnly({
+          maxDownloadsPerOrg: parsed.PROXY_MAX_DOWNLOADS_PER_ORG,
           downloadDeadlineMs: parsed.PROXY_DOWNLOAD_DEADLINE_MS,
           minBytesPerSecond: parsed.PROXY_MIN_BYTES_PER_SECOND,
           transferWindowMs: parsed.PROXY_TRANSFER_WINDOW_MS

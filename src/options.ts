@@ -42,6 +42,8 @@ export const ProxyOptions = Type.Object({
   idleTimeoutMs: Optional(Milliseconds),
   /** Downloads streamed at once by this instance; more get 503 + Retry-After. */
   maxConcurrentDownloads: Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+  /** Downloads one organization may have in progress (on all instances, with Redis); more get 429 + Retry-After. */
+  maxDownloadsPerOrg: Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
   /** Longest a download may last, however it progresses (up to 7 days). */
   downloadDeadlineMs: Optional(Type.Integer({ minimum: 1, maximum: 7 * 24 * 3_600_000 })),
   /** Slowest a download may move, averaged over each `transferWindowMs`, whichever side is slow; 0 turns it off. */
@@ -59,6 +61,8 @@ export const DEFAULT_PROXY_OPTIONS: Defined<ProxyOptions> = {
   headersTimeoutMs: 15_000,
   idleTimeoutMs: 30_000,
   maxConcurrentDownloads: 256,
+  // An eighth of an instance's slots: eight busy organizations fill one, none alone can.
+  maxDownloadsPerOrg: 32,
   // 6 hours: a 5 GiB object at 256 KiB/s; well past any presigned URL's usual hour.
   downloadDeadlineMs: 6 * 3_600_000,
   // 64 KiB/s (0.5 Mbit/s) per 30 s window: below any link a multi-GiB download is

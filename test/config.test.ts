@@ -138,11 +138,13 @@ t.test('hardening settings: CORS origins are exact, limits and Redis are passed 
   t.throws(() => loadConfig({ RATE_LIMIT_PRESIGN_PER_MIN: '0' }), /RATE_LIMIT_PRESIGN_PER_MIN/)
 })
 
-t.test('download deadline and transfer floor: env vars reach the proxy options; unset, the options schema decides', async t => {
-  const config = loadConfig({ PROXY_DOWNLOAD_DEADLINE_MS: '7200000', PROXY_MIN_BYTES_PER_SECOND: '0', PROXY_TRANSFER_WINDOW_MS: '10000' })
-  t.same(config.files.proxy, { maxConcurrentDownloads: 256, downloadDeadlineMs: 7_200_000, minBytesPerSecond: 0, transferWindowMs: 10_000 })
+t.test('download caps, deadline and transfer floor: env vars reach the proxy options; unset, the options schema decides', async t => {
+  const config = loadConfig({ PROXY_MAX_DOWNLOADS_PER_ORG: '4', PROXY_DOWNLOAD_DEADLINE_MS: '7200000', PROXY_MIN_BYTES_PER_SECOND: '0', PROXY_TRANSFER_WINDOW_MS: '10000' })
+  t.same(config.files.proxy, { maxConcurrentDownloads: 256, maxDownloadsPerOrg: 4, downloadDeadlineMs: 7_200_000, minBytesPerSecond: 0, transferWindowMs: 10_000 })
   t.same(loadConfig({}).files.proxy, { maxConcurrentDownloads: 256 }, 'nothing set, nothing passed')
   const resolved = resolveFilesOptions({ bucket: 'bucket', jwt: { secret: SECRET } })
+  t.equal(resolved.proxy.maxDownloadsPerOrg, 32, 'default per-organization cap: 32')
+  t.throws(() => loadConfig({ PROXY_MAX_DOWNLOADS_PER_ORG: '0' }), /PROXY_MAX_DOWNLOADS_PER_ORG/)
   t.equal(resolved.proxy.downloadDeadlineMs, 6 * 3_600_000, 'default deadline: 6 h')
   t.equal(resolved.proxy.minBytesPerSecond, 64 * 1024, 'default floor: 64 KiB/s')
   t.equal(resolved.proxy.transferWindowMs, 30_000, 'default window: 30 s')
