@@ -9,7 +9,7 @@
  */
 import fp from 'fastify-plugin'
 import { lookup as dnsLookup } from 'node:dns'
-import type { ServerResponse } from 'node:http'
+import { ServerResponse } from 'node:http'
 import type { LookupFunction } from 'node:net'
 import { Agent, request as undiciRequest, type Dispatcher } from 'undici'
 import { Redis } from 'ioredis'
@@ -180,8 +180,9 @@ async function upstreamPlugin (fastify: FastifyInstance, options: UpstreamPlugin
     const cut = (reason: 'deadline' | 'client-too-slow' | 'upstream-too-slow', detail: Record<string, number>): void => {
       log.warn({ reason, ...detail, elapsedMs: Math.round(performance.now() - startedAt) }, 'download cut off')
       // A reset, not a FIN after the queued bytes: the kernel drops what it still
-      // holds for a client that stopped reading. (Only TCP sockets can; TLS ones throw.)
-      try { client.socket?.resetAndDestroy() } catch {}
+      // holds for a client that stopped reading. Only over HTTP/1, where the socket
+      // is this download's alone; only TCP sockets can (TLS ones throw).
+      if (client instanceof ServerResponse) try { client.socket?.resetAndDestroy() } catch {}
       client.destroy()
     }
     const deadline = setTimeout(() => { cut('deadline', { deadlineMs: opts.downloadDeadlineMs }) }, opts.downloadDeadlineMs)

@@ -7,7 +7,7 @@
  * of the two sides. The side to blame is the one that held it up: a response
  * waiting for the client to drain it, or else the upstream.
  */
-import type { ServerResponse } from 'node:http'
+import { ServerResponse } from 'node:http'
 
 export interface TransferFloor {
   /** Bytes per second a download must move, averaged over each window; 0 turns the floor off. */
@@ -25,12 +25,13 @@ export function judgeWindow (deliveredBytes: number, elapsedMs: number, minBytes
 
 /**
  * Judges `response` at the end of every window until the returned stop
- * function is called; calls `tooSlow` at most once. Needs a real socket (not
- * Fastify's inject), and does nothing without one or with the floor off.
+ * function is called; calls `tooSlow` at most once. Needs an HTTP/1 response
+ * on a real socket (an HTTP/2 session's socket carries other streams too;
+ * Fastify's inject has none), and does nothing otherwise or with the floor off.
  */
 export function watchTransfer (response: ServerResponse, floor: TransferFloor, tooSlow: (side: SlowSide, bytesPerSecond: number) => void): () => void {
   const socket = response.socket
-  if (floor.minBytesPerSecond === 0 || socket === null || typeof socket.bytesWritten !== 'number') return () => {}
+  if (floor.minBytesPerSecond === 0 || !(response instanceof ServerResponse) || socket === null || typeof socket.bytesWritten !== 'number') return () => {}
   // bytesWritten also counts what still waits in the socket's own buffer.
   const delivered = (): number => socket.bytesWritten - socket.writableLength
   let lastBytes = delivered()
