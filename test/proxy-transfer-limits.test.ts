@@ -56,6 +56,8 @@ async function appFor (t: Test, endpoint: string, proxy: ProxyOptions) {
     forcePathStyle: true,
     credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test-secret' },
     jwt: { secret: TEST_SECRET },
+    // Shared, busy test machines: load shedding is not what these tests are about.
+    maxEventLoopUtilization: 1,
     docs: false,
     logger: { level: 'warn', stream: { write: (line: string) => { lines.push(line) } } },
     proxy

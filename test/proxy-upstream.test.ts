@@ -42,6 +42,8 @@ async function appFor (t: Test, endpoint: string, overrides: Partial<BuildAppOpt
     forcePathStyle: true,
     credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test-secret' },
     jwt: { secret: TEST_SECRET },
+    // Shared, busy test machines: load shedding is not what these tests are about.
+    maxEventLoopUtilization: 1,
     proxy: { connectTimeoutMs: 1000, headersTimeoutMs: 500, idleTimeoutMs: 500 },
     ...overrides
   })

@@ -47,6 +47,8 @@ async function instance (t: Test, endpoint: string, overrides: Partial<BuildAppO
     forcePathStyle: true,
     credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test-secret' },
     jwt: { secret: TEST_SECRET },
+    // Shared, busy test machines: load shedding is not what these tests are about.
+    maxEventLoopUtilization: 1,
     docs: false,
     proxy: { maxDownloadsPerOrg: 2 },
     rateLimit: { presignPerMinute: 1000, proxyPerMinute: 1000, redisUrl },
