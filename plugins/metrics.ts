@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { METRICS } from '../src/decorators.js'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import { operationOf, type Operation, type PresignOutcome } from '../src/operations.js'
+import { operationOf, presignOutcomesOf, type Operation, type PresignOutcome } from '../src/operations.js'
 import { classifyFailure } from './upstream.js'
 
 export interface MetricsPluginOptions {
@@ -25,13 +25,8 @@ export interface FilesMetrics {
   observeDownloads: (inFlight: () => number) => void
 }
 
-
-const kErrorCode = Symbol('artos-files.errorCode')
-declare module 'fastify' {
-  interface FastifyRequest {
-    [kErrorCode]: string | null
-  }
-}
+/** The code of the error a request was answered with, beside the request (the host owns its type). */
+const errorCodes = new WeakMap<FastifyRequest, string>()
 
 /** Node's parser knows more methods; anything else is one label value. */
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
@@ -83,7 +78,6 @@ async function metricsPlugin (fastify: FastifyInstance, opts: MetricsPluginOptio
     registry,
     observeDownloads (inFlight) { downloadSources.push(inFlight) }
   } satisfies FilesMetrics)
-  fastify.decorateRequest(kErrorCode, null)
 
   function observe (request: FastifyRequest, reply: FastifyReply, seconds: number): void {
     const status = reply.statusCode
@@ -96,12 +90,12 @@ async function metricsPlugin (fastify: FastifyInstance, opts: MetricsPluginOptio
     duration.observe(labels, seconds)
 
     const operation: Operation | 'none' = operationOf(request) ?? 'none'
-    const code = request[kErrorCode]
+    const code = errorCodes.get(request) ?? null
     const refused = refusalReason(status, code)
     if (refused !== undefined) refusals.inc({ operation, reason: refused })
     if (operation === 'presign' || operation === 'presign.batch') {
-      const recorded = request.artosPresignOutcomes
-      if (recorded !== undefined && recorded !== null) {
+      const recorded = presignOutcomesOf(request)
+      if (recorded !== undefined) {
         for (const [outcome, count] of Object.entries(recorded)) if (count > 0) presigns.inc({ operation, outcome }, count)
       } else {
         const outcome = presignOutcome(status, code)
@@ -121,7 +115,7 @@ async function metricsPlugin (fastify: FastifyInstance, opts: MetricsPluginOptio
     done()
   })
   fastify.addHook('onError', (request, reply, error, done) => {
-    request[kErrorCode] = typeof error.code === 'string' ? error.code : null
+    if (typeof error.code === 'string') errorCodes.set(request, error.code)
     done()
   })
   fastify.addHook('onSend', (request, reply, payload, done) => {

@@ -14,6 +14,7 @@ import type { PresignRoutesOptions } from './files.js'
 import { filesS3Of, requireOrganization } from '../src/decorators.js'
 import { BEARER_SECURITY, declareBearerScheme } from '../src/openapi-security.js'
 import { tracerOf } from '../plugins/tracing.js'
+import { recordPresignOutcomes } from '../src/operations.js'
 
 /** A full batch of the longest keys, names and versions fits; Fastify's 1 MiB default would not. */
 const BATCH_BODY_LIMIT = 3 * 1024 * 1024
@@ -22,7 +23,6 @@ const presignBatchRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = asyn
   const linkFor = opts.proxyLinkBase === undefined ? undefined : proxyLinkFor.bind(null, opts.proxyLinkBase)
   const s3 = filesS3Of(fastify)
   const traced = tracerOf(fastify)
-  fastify.decorateRequest('artosPresignOutcomes', null)
   fastify.post('/generate-presigned-urls', {
     config: { artosOperation: 'presign.batch', swaggerTransform: declareBearerScheme },
     bodyLimit: BATCH_BODY_LIMIT,
@@ -55,13 +55,13 @@ const presignBatchRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = asyn
     })
     const refused = items.length - allowed.length
     const forbidden = verdicts.filter(verdict => !verdict.ok && verdict.reason === 'forbidden').length
-    request.artosPresignOutcomes = { ok: allowed.length, forbidden, invalid: refused - forbidden }
+    recordPresignOutcomes(request, { ok: allowed.length, forbidden, invalid: refused - forbidden })
     let signed
     try {
       signed = await traced.span('artos.presign.sign', { attributes: { 'artos.operation': 'presign.batch', 'artos.presign.items': allowed.length } }, async () => await s3.presignGetObjects(allowed))
     } catch (err) {
       request.log.error({ err }, 'presigning failed')
-      request.artosPresignOutcomes = { failed: allowed.length, forbidden, invalid: refused - forbidden }
+      recordPresignOutcomes(request, { failed: allowed.length, forbidden, invalid: refused - forbidden })
       throw new PresignFailedError()
     }
     reply.header('cache-control', 'no-store')

@@ -15,13 +15,23 @@ declare module 'fastify' {
     /** Which Files API operation a route is (artos-files). */
     artosOperation?: Operation
   }
-  interface FastifyRequest {
-    /**
-     * Items of a presign batch by outcome, recorded by its handler (a batch's
-     * response is 200 whatever became of its items). Read by metrics.
-     */
-    artosPresignOutcomes?: Partial<Record<PresignOutcome, number>> | null
-  }
+}
+
+export type PresignOutcomes = Partial<Record<PresignOutcome, number>>
+
+/**
+ * Items of a presign batch by outcome, recorded by its handler (a batch's
+ * response is 200 whatever became of its items) and read by metrics. Kept
+ * beside the request, not on it: the host owns the request's type.
+ */
+const presignOutcomes = new WeakMap<FastifyRequest, PresignOutcomes>()
+
+export function recordPresignOutcomes (request: FastifyRequest, outcomes: PresignOutcomes): void {
+  presignOutcomes.set(request, outcomes)
+}
+
+export function presignOutcomesOf (request: FastifyRequest): PresignOutcomes | undefined {
+  return presignOutcomes.get(request)
 }
 
 export function operationOf (request: FastifyRequest): Operation | undefined {
