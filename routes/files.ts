@@ -7,6 +7,7 @@ import { errorResponse, GeneratePresignedUrlRequest, GeneratePresignedUrlRespons
 import { checkPresignRequest } from '../src/presign-request.js'
 import { presignError, PresignFailedError } from '../src/errors.js'
 import { proxyLinkFor } from '../src/proxy-link.js'
+import { recordTouched } from '../src/touched-objects.js'
 
 export interface PresignRoutesOptions {
   /** Absolute URL of the plain-link route, when links are enabled (src/proxy-link.ts). */
@@ -36,6 +37,8 @@ const filesRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = async (fast
       }
     }
   }, async (request, reply) => {
+    const { key, versionId } = request.body
+    recordTouched(request, [{ key, versionId }])
     const verdict = checkPresignRequest(request.body, request.organization)
     if (!verdict.ok) throw presignError(verdict)
     let signed
@@ -47,6 +50,7 @@ const filesRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = async (fast
     }
     reply.header('cache-control', 'no-store')
     const { url, expiresAt } = signed
+    recordTouched(request, [{ key, versionId, expiresAt }])
     return { url, expiresAt: expiresAt.toISOString(), ...(linkFor === undefined ? {} : { proxyUrl: linkFor(url) }) }
   })
 }

@@ -9,6 +9,7 @@ import { errorResponse, GeneratePresignedUrlsRequest, GeneratePresignedUrlsRespo
 import { checkPresignRequest } from '../src/presign-request.js'
 import { presignError, PresignFailedError } from '../src/errors.js'
 import { proxyLinkFor } from '../src/proxy-link.js'
+import { recordTouched, type TouchedObject } from '../src/touched-objects.js'
 import type { PresignRoutesOptions } from './files.js'
 
 /** A full batch of the longest keys, names and versions fits; Fastify's 1 MiB default would not. */
@@ -52,15 +53,19 @@ const presignBatchRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = asyn
       throw new PresignFailedError()
     }
     let next = 0
+    const touched: TouchedObject[] = []
     const results: PresignItemResult[] = items.map((item, i) => {
       const verdict = verdicts[i]
       if (!verdict.ok) {
         const { statusCode, code, message } = presignError(verdict)
+        touched.push({ key: item.key, versionId: item.versionId, status: statusCode ?? 400, code })
         return { key: item.key, error: { statusCode: statusCode ?? 400, code, message } }
       }
       const { url, expiresAt } = signed[next++]
+      touched.push({ key: item.key, versionId: item.versionId, status: 200, expiresAt })
       return { key: item.key, url, expiresAt: expiresAt.toISOString(), ...(linkFor === undefined ? {} : { proxyUrl: linkFor(url) }) }
     })
+    recordTouched(request, touched)
     reply.header('cache-control', 'no-store')
     return { results }
   })

@@ -17,6 +17,7 @@ import {
   ExpiredUrlError, FileNotFoundError, ForbiddenUrlError, InvalidPresignedUrlError, RangeNotSatisfiableError, TooBusyError, UpstreamFailedError
 } from '../src/errors.js'
 import type { Operation } from '../src/operations.js'
+import { recordTouched } from '../src/touched-objects.js'
 
 /**
  * `bearer`: GET|HEAD /api/v1/proxy/file, in the authenticated group.
@@ -84,6 +85,9 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
   function check (request: FastifyRequest, organization: string | ((key: string) => string | undefined)): PresignedGet {
     if (request.validationError !== undefined) throw new InvalidPresignedUrlError('give exactly one presigned_url')
     const verdict = checkPresignedUrl((request.query as Record<string, unknown>).presigned_url, fastify.s3.objectOrigin, organization, Date.now())
+    // The object asked for, refused or not, once the URL names one in our bucket (for the audit trail).
+    const key = verdict.ok ? verdict.url.key : verdict.key
+    if (key !== undefined) recordTouched(request, [{ key, versionId: verdict.ok ? versionIdOf(verdict.url) : undefined }])
     if (verdict.ok) return verdict.url
     if (verdict.reason === 'invalid') throw new InvalidPresignedUrlError(verdict.message)
     throw verdict.reason === 'forbidden' ? new ForbiddenUrlError() : new ExpiredUrlError()
@@ -217,6 +221,10 @@ async function relay (upstream: Dispatcher.ResponseData, signed: PresignedGet, i
 function discard (upstream: Dispatcher.ResponseData): void {
   upstream.body.on('error', () => {})
   upstream.body.destroy()
+}
+
+function versionIdOf (signed: PresignedGet): string | undefined {
+  return signed.query.find(([name]) => name === 'versionId')?.[1]
 }
 
 function header (upstream: Dispatcher.ResponseData, name: string): string | undefined {
