@@ -33,7 +33,7 @@ const filesRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = async (fast
         415: errorResponse('Request body is not application/json'),
         429: errorResponse('Rate limit of the organization exceeded; see Retry-After'),
         500: errorResponse('Failed to generate presigned URL'),
-        503: errorResponse('Token verification is temporarily unavailable (identity provider keys unreachable)')
+        503: errorResponse('Token verification is temporarily unavailable (identity provider keys unreachable), or the audit log cannot record the grant (`ARTOS_AUDIT_UNAVAILABLE`: no URL is handed out)')
       }
     }
   }, async (request, reply) => {

@@ -34,7 +34,7 @@ const presignBatchRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = asyn
         415: errorResponse('Request body is not application/json'),
         429: errorResponse('The batch does not fit in the organization\'s remaining presign budget; see Retry-After'),
         500: errorResponse('Failed to generate presigned URLs'),
-        503: errorResponse('Token verification is temporarily unavailable (identity provider keys unreachable)')
+        503: errorResponse('Token verification is temporarily unavailable (identity provider keys unreachable), or the audit log cannot record the grant (`ARTOS_AUDIT_UNAVAILABLE`: no URL is handed out)')
       }
     }
   }, async (request, reply) => {

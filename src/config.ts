@@ -34,7 +34,11 @@ export const EnvSchema = Type.Object({
   PUBLIC_BASE_URL: Type.Optional(Type.String({ pattern: '^https?://[^/?#]+(/[^?#]*)?$' })),
   PROXY_MAX_CONCURRENT_DOWNLOADS: Type.Integer({ minimum: 1, default: 256 }),
   MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 10, default: 1000 }),
-  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 30000 })
+  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 30000 }),
+  // Audit trail: defaults live in src/options.ts (DEFAULT_AUDIT_OPTIONS), so these are only mapped when set.
+  AUDIT_EVENTS: Type.Optional(Type.Boolean()),
+  AUDIT_LOG_FILE: Type.Optional(Type.String({ minLength: 1 })),
+  AUDIT_LOG_FSYNC: Type.Optional(Type.Boolean())
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -81,6 +85,9 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   if (parsed.PROXY_LINKS && parsed.PUBLIC_BASE_URL === undefined) {
     throw new ConfigError('PROXY_LINKS=true requires PUBLIC_BASE_URL (where clients reach this API, e.g. https://api.example.com): links are never built from request headers')
   }
+  if (parsed.AUDIT_EVENTS === false && (parsed.AUDIT_LOG_FILE !== undefined || parsed.AUDIT_LOG_FSYNC !== undefined)) {
+    throw new ConfigError('AUDIT_EVENTS=false turns the audit trail off: unset AUDIT_LOG_FILE and AUDIT_LOG_FSYNC, or drop AUDIT_EVENTS=false')
+  }
   if (parsed.S3_BUCKET === undefined && (parsed.S3_ENDPOINT !== undefined)) {
     throw new ConfigError('S3_ENDPOINT is set but S3_BUCKET is not')
   }
@@ -109,9 +116,19 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
         ...(parsed.REDIS_URL === undefined ? {} : { redisUrl: parsed.REDIS_URL })
       },
       proxy: { maxConcurrentDownloads: parsed.PROXY_MAX_CONCURRENT_DOWNLOADS },
-      ...(parsed.PROXY_LINKS && parsed.PUBLIC_BASE_URL !== undefined ? { proxyLinks: { publicBaseUrl: parsed.PUBLIC_BASE_URL } } : {})
+      ...(parsed.PROXY_LINKS && parsed.PUBLIC_BASE_URL !== undefined ? { proxyLinks: { publicBaseUrl: parsed.PUBLIC_BASE_URL } } : {}),
+      ...auditOptionsFrom(parsed)
     }
   }
+}
+
+function auditOptionsFrom (env: Env): Pick<FilesOptions, 'audit'> {
+  if (env.AUDIT_EVENTS === false) return { audit: false }
+  const audit = {
+    ...(env.AUDIT_LOG_FILE === undefined ? {} : { file: env.AUDIT_LOG_FILE }),
+    ...(env.AUDIT_LOG_FSYNC === undefined ? {} : { fsync: env.AUDIT_LOG_FSYNC })
+  }
+  return Object.keys(audit).length === 0 ? {} : { audit }
 }
 
 function jwtOptionsFrom (env: Env): JwtOptions | undefined {

@@ -48,6 +48,17 @@ export type RateLimitOptions = Static<typeof RateLimitOptions>
 
 export const DEFAULT_RATE_LIMITS = { presignPerMinute: 1200, proxyPerMinute: 300 }
 
+/** The audit trail (plugins/audit.ts): events go to the log stream, and with `file` also to a JSON-lines file. */
+export const AuditOptions = Type.Object({
+  /** Append every event to this file (created owner-only), before a presign is answered. */
+  file: Type.Optional(Type.String({ minLength: 1 })),
+  /** fdatasync the file before a presign is answered, so its record survives power loss too (default true). */
+  fsync: Type.Optional(Type.Boolean())
+}, { additionalProperties: false })
+export type AuditOptions = Static<typeof AuditOptions>
+
+export const DEFAULT_AUDIT_OPTIONS = { fsync: true }
+
 export const FilesOptionsSchema = Type.Object({
   bucket: Type.String({ minLength: 3, maxLength: 63 }),
   region: Type.Optional(NonEmpty),
@@ -72,6 +83,8 @@ export const FilesOptionsSchema = Type.Object({
     /** Where clients reach this API (links are built from it, never from request headers), e.g. https://api.example.com */
     publicBaseUrl: Type.String({ pattern: '^https?://[^/?#]+(/[^?#]*)?$' })
   }, { additionalProperties: false })),
+  /** Audit events (on by default, to the log stream); `false` turns them off. */
+  audit: Type.Optional(Type.Union([AuditOptions, Type.Literal(false)])),
   /** Also serve GET /health (liveness) and GET /ready (readiness) without authentication. */
   healthRoutes: Type.Optional(Type.Boolean()),
   prefix: Type.Optional(Type.String())
@@ -87,6 +100,7 @@ export interface ResolvedFilesOptions extends FilesOptions {
   expiresIn: number
   proxy: Required<ProxyOptions>
   rateLimit: false | (Required<Omit<RateLimitOptions, 'redisUrl'>> & Pick<RateLimitOptions, 'redisUrl'>)
+  audit: false | (Required<Omit<AuditOptions, 'file'>> & Pick<AuditOptions, 'file'>)
 }
 
 /** Options Fastify itself passes to every plugin it registers. */
@@ -179,7 +193,8 @@ export function resolveFilesOptions (options: unknown): ResolvedFilesOptions {
     orgClaim: opts.orgClaim ?? 'org_id',
     expiresIn: opts.expiresIn ?? 3600,
     proxy: { ...DEFAULT_PROXY_OPTIONS, ...opts.proxy },
-    rateLimit: opts.rateLimit === false ? false : { ...DEFAULT_RATE_LIMITS, ...opts.rateLimit }
+    rateLimit: opts.rateLimit === false ? false : { ...DEFAULT_RATE_LIMITS, ...opts.rateLimit },
+    audit: opts.audit === false ? false : { ...DEFAULT_AUDIT_OPTIONS, ...opts.audit }
   }
 }
 
