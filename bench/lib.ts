@@ -458,6 +458,46 @@ export function topShares (totals: Map<string, number>, total: number, n: number
     .map(([what, us]) => `${fmt(100 * us / total).padStart(5)}%  ${fmt(us / 1000, 0).padStart(7)} ms  ${what}`)
 }
 
+const SOCKET_WRITES = new Set(['writev', 'writeBuffer', 'writeUtf8String', 'writeLatin1String', 'writeAsciiString'])
+
+/**
+ * Top frames by self time, and self time charged to the nearest package or
+ * project file up the stack (so node:crypto work done for the SDK counts as the
+ * SDK's). Idle time is left out; module loading at start-up is a line of its own.
+ */
+export function profileSummary (file: string, n = 15): string[] {
+  const { samples, frameOf, parentOf } = readCpuProfile(file)
+  const self = new Map<string, number>()
+  const charged = new Map<string, number>()
+  let total = 0
+  for (const { id, frame: leaf, us: dt } of samples) {
+    if (leaf.functionName === '(idle)') continue
+    total += dt
+    addTo(self, frameLabel(leaf), dt)
+    const stack: string[] = []
+    for (let cur: number | undefined = id; cur !== undefined; cur = parentOf(cur)) stack.push(projectPath(frameOf(cur).url))
+    let owner: string | undefined
+    if (stack.some(u => u.startsWith('node:internal/modules/'))) owner = 'start-up: loading modules'
+    else if (projectPath(leaf.url) === '' && SOCKET_WRITES.has(leaf.functionName)) owner = 'socket writes (the syscall, incl. loopback TCP)'
+    else {
+      for (const u of stack) {
+        const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(u)
+        if (m !== null) { owner = m[1]; break }
+        if (u !== '' && !u.startsWith('node:') && !u.startsWith('/')) { owner = u; break }
+      }
+      owner ??= stack.find(u => u.startsWith('node:')) ?? leaf.functionName
+    }
+    addTo(charged, owner, dt)
+  }
+  return [
+    `non-idle: ${fmt(total / 1e6, 2)} s (wall-clock samples: time the process was preempted counts too)`,
+    'top frames by self time:',
+    ...topShares(self, total, n),
+    'self time charged to the nearest package / project file on the stack:',
+    ...topShares(charged, total, n)
+  ]
+}
+
 // ---------- figures and the result ----------
 
 export const fmt = (n: number, digits = 1): string => n.toFixed(digits)

@@ -10,6 +10,12 @@
  *   --variant P   our app: buildApp() with rate limits, docs and logging off.
  *   --workers N   (P only) N processes on one port with node:cluster.
  *
+ * and the servers bench/presign-batch.ts compares on POST /generate-presigned-urls:
+ *
+ *   --variant B   our app, as P;
+ *   --variant L   N's naive server, whose batch route loops `await getSignedUrl(...)`
+ *                 over the items and answers our JSON shape.
+ *
  * Input: BENCH_S3 (JSON: bucket, region, endpoint, forcePathStyle, credentials);
  * BENCH_CONSTANT_URL for A.
  * Output: one JSON line on stdout, {"address": "...", "pids": [N, ...]}, once
@@ -19,7 +25,7 @@
  */
 import cluster from 'node:cluster'
 import { parseArgs } from 'node:util'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import fastifyJwt from '@fastify/jwt'
 import { S3Client, GetObjectCommand } from '@aws-sdk/client-s3'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
@@ -34,7 +40,7 @@ const { values: args } = parseArgs({
 })
 const variant = args.variant
 const workers = Number(args.workers)
-if (variant !== 'A' && variant !== 'N' && variant !== 'P') fail('--variant must be A, N or P')
+if (variant !== 'A' && variant !== 'N' && variant !== 'P' && variant !== 'B' && variant !== 'L') fail('--variant must be A, N, P, B or L')
 if (!Number.isInteger(workers) || workers < 1 || (workers > 1 && variant !== 'P')) fail('--workers must be 1, or more with --variant P')
 const s3 = readBenchS3() ?? fail('BENCH_S3 must be set (started by bench/presign.ts)')
 
@@ -51,7 +57,10 @@ async function ceiling (): Promise<FastifyInstance> {
   return app
 }
 
-/** N: the AWS SDK docs' getSignedUrl example behind @fastify/jwt's README setup. */
+/**
+ * N: the AWS SDK docs' getSignedUrl example behind @fastify/jwt's README setup.
+ * L: the same, as it would answer a batch: one getSignedUrl after another.
+ */
 async function naive (): Promise<FastifyInstance> {
   const app = Fastify({ logger: false })
   await app.register(fastifyJwt, { secret: TEST_SECRET })
@@ -59,23 +68,33 @@ async function naive (): Promise<FastifyInstance> {
     region: s3.region, endpoint: s3.endpoint, forcePathStyle: s3.forcePathStyle, credentials: s3.credentials
   })
   app.addHook('onClose', async () => { client.destroy() })
-  app.post('/generate-presigned-url', {
-    onRequest: async request => { await request.jwtVerify() }
-  }, async request => {
+  const expiresIn = 3600
+  const presign = async (key: string): Promise<string> =>
+    await getSignedUrl(client, new GetObjectCommand({ Bucket: s3.bucket, Key: key }), { expiresIn })
+  const onRequest = async (request: FastifyRequest): Promise<void> => { await request.jwtVerify() }
+  app.post('/generate-presigned-url', { onRequest }, async request => {
     const { key } = request.body as { key: string }
-    const url = await getSignedUrl(client, new GetObjectCommand({ Bucket: s3.bucket, Key: key }), { expiresIn: 3600 })
-    return { url }
+    return { url: await presign(key) }
+  })
+  app.post('/generate-presigned-urls', { onRequest }, async request => {
+    const { items } = request.body as { items: Array<{ key: string }> }
+    const results = []
+    for (const { key } of items) {
+      const url = await presign(key)
+      results.push({ key, url, expiresAt: new Date(Date.now() + expiresIn * 1000).toISOString() })
+    }
+    return { results }
   })
   return app
 }
 
-/** P: the real service, as src/server.ts builds it, minus per-org rate limits, docs and logs. */
+/** P and B: the real service, as src/server.ts builds it, minus per-org rate limits, docs and logs. */
 async function ours (): Promise<FastifyInstance> {
   return await buildBenchApp(s3, { rateLimit: false, docs: false, logger: false })
 }
 
 async function serve (): Promise<{ address: string, stop: () => Promise<void> }> {
-  const app = variant === 'A' ? await ceiling() : variant === 'N' ? await naive() : await ours()
+  const app = variant === 'A' ? await ceiling() : variant === 'N' || variant === 'L' ? await naive() : await ours()
   const served = await listenUntilStopped(app)
   if (cluster.isWorker) process.once('disconnect', () => { void served.stop() })
   return served

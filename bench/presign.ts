@@ -31,11 +31,11 @@ import { startTestS3, externalS3Configured } from '../test/helpers/s3.js'
 import { signToken } from '../test/helpers/tokens.js'
 import { createFilesS3 } from '../plugins/s3.js'
 import {
-  BENCH_DIR, Teardowns, addTo, allCpus, benchCommand, benchS3Json, cpuMeter, describeS3, findProfile, fmt, frameLabel,
-  hostLoad, loadAutocannon, mark, median, newProfileDir, ownCpuSeconds, pinLoadGenerator, pinSelf, positive,
-  projectPath, readCpuProfile, runBench, serverCpuSeconds, startServerChild, stderrLog, stopServerChild, topShares,
-  type ServerChild
+  BENCH_DIR, Teardowns, allCpus, benchCommand, benchS3Json, cpuMeter, describeS3, findProfile, fmt, hostLoad,
+  loadAutocannon, mark, median, newProfileDir, pinLoadGenerator, pinSelf, positive, profileSummary, projectPath,
+  runBench, startServerChild, stderrLog, stopServerChild, type ServerChild
 } from './lib.js'
+import { fmtInt, measure as measureLoad, summarize, type Cannon, type Run, type Summary, type Target } from './http-load.js'
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
 
@@ -69,26 +69,12 @@ const pinning = pinLoadGenerator(args['no-pin'], 'yes (servers A, N, P: CPU 0; a
 const CPUS = pinning.cpus
 const ALL_CPUS = allCpus(CPUS)
 
-// ---------- autocannon, typed as far as it is used ----------
-interface CannonResult {
-  requests: { total: number }
-  duration: number
-  errors: number
-  timeouts: number
-  non2xx: number
-  statusCodeStats: Record<string, { count: number }>
-}
-interface CannonInstance extends PromiseLike<CannonResult> {
-  on: (event: 'response', fn: (client: unknown, status: number, bytes: number, ms: number) => void) => void
-}
-type Cannon = (opts: Record<string, unknown>) => CannonInstance
-
-// ---------- stats ----------
-function percentile (sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return NaN
-  return sorted[Math.min(sorted.length - 1, Math.ceil(p / 100 * sorted.length) - 1)]
-}
-const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US')
+let autocannon: Cannon
+let token = ''
+const target = (): Target => ({
+  path: '/generate-presigned-url', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: BODY, connections
+})
+const measure = async (child: ServerChild): Promise<Run> => await measureLoad(autocannon, child, target(), { warmup, duration }, log)
 
 // ---------- server children ----------
 /** `cpus`: children inherit this process's affinity, so an unpinned child is given every CPU explicitly. */
@@ -96,85 +82,6 @@ async function startServer (name: string, argv: string[], env: Record<string, st
   const child = await startServerChild({ name, script: join(BENCH_DIR, 'presign-servers.ts'), args: argv, env, cpus, profileDir })
   teardowns.teardown(async () => { await stopServerChild(child) })
   return child
-}
-
-// ---------- load ----------
-interface Run {
-  rps: number
-  p50: number
-  p99: number
-  /** Server CPU (all its processes) per response, µs. */
-  serverUs: number
-  /** This process's CPU (autocannon) as % of one CPU. */
-  loadgenPct: number
-  /** This process's CPU (autocannon) per response, µs. */
-  loadgenUs: number
-}
-
-let autocannon: Cannon
-let token = ''
-
-async function load (child: ServerChild, seconds: number, record: boolean): Promise<Run> {
-  let latencies = new Float64Array(1 << 16)
-  let n = 0
-  const cpu0 = serverCpuSeconds(child)
-  const own0 = ownCpuSeconds()
-  const t0 = performance.now()
-  const instance = autocannon({
-    url: `${child.address}/generate-presigned-url`,
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: BODY,
-    connections,
-    pipelining: 1,
-    duration: seconds
-  })
-  if (record) {
-    // autocannon's own histogram keeps whole milliseconds; these are exact.
-    instance.on('response', (_client, _status, _bytes, ms) => {
-      if (n === latencies.length) { const grown = new Float64Array(n * 2); grown.set(latencies); latencies = grown }
-      latencies[n++] = ms
-    })
-  }
-  const result = await instance
-  const wall = (performance.now() - t0) / 1000
-  const serverCpu = serverCpuSeconds(child) - cpu0
-  const loadgenCpu = ownCpuSeconds() - own0
-  const bad = result.non2xx + result.errors + result.timeouts
-  if (bad > 0) {
-    throw new Error(`${child.name}: ${result.non2xx} non-2xx, ${result.errors} errors, ${result.timeouts} timeouts ` +
-      `of ${result.requests.total} (status codes: ${JSON.stringify(result.statusCodeStats)})`)
-  }
-  const sorted = latencies.subarray(0, n).sort()
-  return {
-    rps: result.requests.total / result.duration,
-    p50: percentile(sorted, 50),
-    p99: percentile(sorted, 99),
-    serverUs: 1e6 * serverCpu / Math.max(1, result.requests.total),
-    loadgenPct: 100 * loadgenCpu / wall,
-    loadgenUs: 1e6 * loadgenCpu / Math.max(1, result.requests.total)
-  }
-}
-
-async function measure (child: ServerChild): Promise<Run> {
-  await load(child, warmup, false)
-  const run = await load(child, duration, true)
-  log(`${child.name.padEnd(3)} ${fmtInt(run.rps).padStart(7)} req/s  p50 ${fmt(run.p50, 2)} ms  p99 ${fmt(run.p99, 2)} ms  ` +
-    `server ${fmt(run.serverUs)} µs CPU/req  autocannon ${fmt(run.loadgenPct, 0)}% CPU`)
-  return run
-}
-
-interface Summary { rps: number, p50: number, p99: number, serverUs: number, loadgenPct: number, loadgenUs: number, runs: number[] }
-function summarize (runs: Run[]): Summary {
-  return {
-    rps: median(runs.map(r => r.rps)),
-    p50: median(runs.map(r => r.p50)),
-    p99: median(runs.map(r => r.p99)),
-    serverUs: median(runs.map(r => r.serverUs)),
-    loadgenPct: median(runs.map(r => r.loadgenPct)),
-    loadgenUs: median(runs.map(r => r.loadgenUs)),
-    runs: runs.map(r => r.rps)
-  }
 }
 
 /** Checks one response of a server: 200, a URL, and (N, P) that the URL downloads the object. */
@@ -289,47 +196,6 @@ async function microbenchmark (s3: Awaited<ReturnType<typeof startTestS3>>): Pro
   } finally {
     files.client.destroy()
   }
-}
-
-// ---------- CPU profile summary ----------
-const SOCKET_WRITES = new Set(['writev', 'writeBuffer', 'writeUtf8String', 'writeLatin1String', 'writeAsciiString'])
-
-/**
- * Top frames by self time, and self time charged to the nearest package or
- * project file up the stack (so node:crypto work done for the SDK counts as the
- * SDK's). Idle time is left out; module loading at start-up is a line of its own.
- */
-function profileSummary (file: string, n = 15): string[] {
-  const { samples, frameOf, parentOf } = readCpuProfile(file)
-  const self = new Map<string, number>()
-  const charged = new Map<string, number>()
-  let total = 0
-  for (const { id, frame: leaf, us: dt } of samples) {
-    if (leaf.functionName === '(idle)') continue
-    total += dt
-    addTo(self, frameLabel(leaf), dt)
-    const stack: string[] = []
-    for (let cur: number | undefined = id; cur !== undefined; cur = parentOf(cur)) stack.push(projectPath(frameOf(cur).url))
-    let owner: string | undefined
-    if (stack.some(u => u.startsWith('node:internal/modules/'))) owner = 'start-up: loading modules'
-    else if (projectPath(leaf.url) === '' && SOCKET_WRITES.has(leaf.functionName)) owner = 'socket writes (the syscall, incl. loopback TCP)'
-    else {
-      for (const u of stack) {
-        const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(u)
-        if (m !== null) { owner = m[1]; break }
-        if (u !== '' && !u.startsWith('node:') && !u.startsWith('/')) { owner = u; break }
-      }
-      owner ??= stack.find(u => u.startsWith('node:')) ?? leaf.functionName
-    }
-    addTo(charged, owner, dt)
-  }
-  return [
-    `non-idle: ${fmt(total / 1e6, 2)} s (wall-clock samples: time the process was preempted counts too)`,
-    'top frames by self time:',
-    ...topShares(self, total, n),
-    'self time charged to the nearest package / project file on the stack:',
-    ...topShares(charged, total, n)
-  ]
 }
 
 // ---------- main ----------

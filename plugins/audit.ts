@@ -14,7 +14,7 @@
  *   closes the file; if the process exits first (a second signal, the grace
  *   period over), downloads still in flight are written as aborted on 'exit'.
  */
-import { pipeline, Transform, type Readable } from 'node:stream'
+import type { Readable } from 'node:stream'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { auditEvents, auditLine, type AuditEvent } from '../src/audit-event.js'
@@ -22,6 +22,7 @@ import { AuditFile } from '../src/audit-file.js'
 import { AuditUnavailableError } from '../src/errors.js'
 import { operationOf, type Operation } from '../src/operations.js'
 import { TOUCHED_OBJECTS, touchedObjects } from '../src/touched-objects.js'
+import { organizationOf, tokenClaimsOf } from '../src/decorators.js'
 import { DEFAULT_AUDIT_OPTIONS, type AuditOptions } from '../src/options.js'
 import { classifyFailure } from './upstream.js'
 
@@ -84,8 +85,8 @@ async function auditPlugin (fastify: FastifyInstance, options: AuditPluginOption
       code: state.code,
       aborted: aborted && !state.failed,
       failed: state.failed,
-      claims: (request as { user?: unknown }).user,
-      organization: request.organization,
+      claims: tokenClaimsOf(request),
+      organization: organizationOf(request),
       ip: request.ip,
       touched: touchedObjects(request),
       body: request.body,
@@ -139,7 +140,10 @@ async function auditPlugin (fastify: FastifyInstance, options: AuditPluginOption
     if (operation === undefined) return payload
     const state = stateOf(request, reply, operation)
     state.code = reply.statusCode >= 400 ? errorCode(payload) : undefined
-    if (isDownload(operation)) return isStream(payload) ? counted(payload, state) : payload
+    if (isDownload(operation)) {
+      if (isStream(payload)) count(payload, state, reply)
+      return payload
+    }
     // The client left before the answer (recorded as aborted): nothing is handed out.
     if (state.emitted) return payload
 
@@ -189,16 +193,10 @@ function isStream (payload: unknown): payload is Readable {
   return typeof (payload as Readable | null)?.pipe === 'function'
 }
 
-/** The body as it is handed to the connection, counted: an aborted download shows what it got. */
-function counted (payload: Readable, state: AuditState): Readable {
-  const counter = new Transform({
-    transform (chunk: Buffer, _encoding, done) {
-      state.bytes += chunk.length
-      done(null, chunk)
-    }
-  })
-  // Errors reach Fastify through the counter (pipeline destroys it with them).
-  pipeline(payload, counter, () => {})
+/** The body as the response reads it, counted: an aborted download shows how far it got. */
+function count (payload: Readable, state: AuditState, reply: FastifyReply): void {
+  // A 'data' listener added once Fastify pipes the body takes nothing from it (plugins/metrics.ts does the same).
+  reply.raw.once('pipe', source => { source.on('data', (chunk: Buffer) => { state.bytes += chunk.length }) })
   // Before the response's 'close' that it causes; a client that left first was recorded already.
   payload.once('error', err => {
     const kind = classifyFailure(err)
@@ -207,7 +205,6 @@ function counted (payload: Readable, state: AuditState): Readable {
     // The codes src/errors.ts gives these failures when they happen before the headers.
     state.code = kind === 'timeout' ? 'ARTOS_UPSTREAM_TIMEOUT' : 'ARTOS_UPSTREAM_FAILED'
   })
-  return counter
 }
 
 /** The code of an error answer (src/error-handler.ts's shape), as the client got it. */

@@ -6,42 +6,20 @@
 import { createPublicKey } from 'node:crypto'
 import fp from 'fastify-plugin'
 import fastifyJwt, { type FastifyJWTOptions, type VerifyOptions } from '@fastify/jwt'
-import type { FastifyReply, FastifyRequest, FastifyBaseLogger } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { JwtOptions } from '../src/options.js'
 import { isSafeOrgId } from '../src/object-key.js'
 import { AuthenticationFailedError, InvalidTokenError, TokenVerificationUnavailableError } from '../src/errors.js'
 import { refuseRepeatedAuthorization } from '../src/repeated-authorization.js'
 import { fetchJwksDocument, JwksKeys, JWKS_ALGORITHMS } from '../src/jwks.js'
-import { addressedToUs, issuedAtVerdict } from '../src/token-claims.js'
+import { addressedToUs, issuedAtVerdict, type TokenClaims } from '../src/token-claims.js'
+import { AUTHENTICATE, CALLER, claimNames, JWT, setCaller } from '../src/decorators.js'
 
-/** Claims of a verified token; only `exp` and the organization claim matter to us. */
-export interface TokenClaims {
-  [claim: string]: unknown
-  sub?: string
-  exp?: number
-}
-
-declare module '@fastify/jwt' {
-  interface FastifyJWT {
-    payload: TokenClaims
-    user: TokenClaims
-  }
-}
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    /** onRequest hook: verifies the token and sets `request.organization`, or fails with 401/400/503. */
-    authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
-  }
-  interface FastifyRequest {
-    /** The verified caller's organization id (a safe path segment). */
-    organization: string
-  }
-}
+export type { TokenClaims } from '../src/token-claims.js'
 
 export interface AuthPluginOptions {
   /** How tokens are verified; omit to reuse a @fastify/jwt the host registered. */
-  jwt?: JwtOptions
+  jwt?: JwtOptions | undefined
   /** Claim that carries the organization id. */
   orgClaim: string
 }
@@ -54,7 +32,8 @@ const JWKS_TTL_MS = 10 * 60_000
 const JWKS_FETCH_INTERVAL_MS = 1_000
 const JWKS_FETCH_TIMEOUT_MS = 5_000
 
-export function jwtRegistrationOptions (jwt: JwtOptions): FastifyJWTOptions {
+// Not exported: its @fastify/jwt return type would bring @fastify/jwt's global typings (request.user, jwtVerify) into every host.
+function jwtRegistrationOptions (jwt: JwtOptions): FastifyJWTOptions {
   const issuer = jwt.issuer
   const verify: Partial<VerifyOptions> = {
     // fast-jwt checks aud/iss only when present, so configured ones are also required.
@@ -107,15 +86,32 @@ export function algorithmForPublicKey (pem: string): 'RS256' | 'ES256' | 'ES384'
 
 /**
  * Our own @fastify/jwt lives in a namespace, so it coexists with a host's
- * registration (no duplicate decorators, no shared verifier settings).
+ * registration and with other artos-files instances beside ours, under names
+ * of ours: its verifier writes `request.artosFilesJwtPayload`, never the host's `request.user`.
  */
-const JWT_NAMESPACE = 'artosFiles'
+function jwtNamespace (fastify: FastifyInstance): string {
+  const taken = (fastify as unknown as { jwt?: Record<string, unknown> }).jwt
+  let namespace = 'artosFiles'
+  for (let i = 2; taken?.[namespace] !== undefined; i++) namespace = `artosFiles${i}`
+  return namespace
+}
 
-async function authPlugin (fastify: import('fastify').FastifyInstance, opts: AuthPluginOptions): Promise<void> {
+async function authPlugin (fastify: FastifyInstance, opts: AuthPluginOptions): Promise<void> {
+  claimNames(fastify, { instance: [AUTHENTICATE], request: [CALLER] })
   let verifierName = 'jwtVerify'
   if (opts.jwt !== undefined) {
-    await fastify.register(fastifyJwt, { ...jwtRegistrationOptions(opts.jwt), namespace: JWT_NAMESPACE })
-    verifierName = `${JWT_NAMESPACE}JwtVerify`
+    claimNames(fastify, { request: [JWT.verify, JWT.decode, JWT.payload], reply: [JWT.sign] })
+    await fastify.register(fastifyJwt, {
+      ...jwtRegistrationOptions(opts.jwt),
+      namespace: jwtNamespace(fastify),
+      jwtVerify: JWT.verify,
+      jwtDecode: JWT.decode,
+      jwtSign: JWT.sign,
+      decoratorName: JWT.payload
+    })
+    // @fastify/jwt declares it only when the host has no @fastify/jwt of its own.
+    if (!fastify.hasRequestDecorator(JWT.payload)) fastify.decorateRequest(JWT.payload, null)
+    verifierName = JWT.verify
   } else if (!fastify.hasRequestDecorator('jwtVerify')) {
     throw new Error('artos-files: "useHostJwt" is set but the host has not registered @fastify/jwt before this plugin')
   }
@@ -124,37 +120,40 @@ async function authPlugin (fastify: import('fastify').FastifyInstance, opts: Aut
   // On every route registered after us (health included), before any token is
   // read or looked up in the memory below, which keys on one header's value.
   fastify.addHook('onRequest', refuseRepeatedAuthorization)
-  fastify.decorateRequest('organization', '')
+  fastify.decorateRequest(CALLER, null)
   // Only tokens we verify ourselves are remembered: a host's @fastify/jwt may
   // run its own checks (e.g. a revocation list) on every request.
   const verified = opts.jwt === undefined ? undefined : new VerifiedTokens()
-  fastify.decorate('authenticate', async function authenticate (request: FastifyRequest, reply: FastifyReply) {
+  fastify.decorate(AUTHENTICATE, async function authenticate (request: FastifyRequest, reply: FastifyReply) {
     const authorization = request.headers.authorization
     const known = verified?.get(authorization)
     if (known !== undefined) {
-      request.user = known.claims
-      request.organization = known.organization
+      setCaller(request, { organization: known.organization, claims: known.claims })
       return
     }
+    let claims: TokenClaims
     try {
-      await (request as unknown as Record<string, () => Promise<unknown>>)[verifierName]()
+      // What the verifier resolves with: our payload, or whatever the host's @fastify/jwt makes of its user.
+      const verifiedClaims = await (request as unknown as Record<string, () => Promise<unknown>>)[verifierName]()
+      if (typeof verifiedClaims !== 'object' || verifiedClaims === null) throw new InvalidTokenError('Authorization token is invalid')
+      claims = verifiedClaims as TokenClaims
       // Ours and the host's verification alike: fast-jwt reads iat only for maxAge.
-      refuseIssuedInTheFuture(request.user)
+      refuseIssuedInTheFuture(claims)
     } catch (err) {
       throw toAuthError(err, request, reply)
     }
-    const organization = request.user[orgClaim]
+    const organization = claims[orgClaim]
     if (!isSafeOrgId(organization)) {
       request.log.info({ orgClaim }, 'token verified but carries no usable organization claim')
       throw new AuthenticationFailedError()
     }
-    request.organization = organization
-    verified?.remember(authorization, request.user, organization)
+    setCaller(request, { organization, claims })
+    verified?.remember(authorization, claims, organization)
   })
 }
 
-function refuseIssuedInTheFuture (claims: TokenClaims | undefined): void {
-  const verdict = issuedAtVerdict(claims?.iat, Date.now(), CLOCK_TOLERANCE_MS)
+function refuseIssuedInTheFuture (claims: TokenClaims): void {
+  const verdict = issuedAtVerdict(claims.iat, Date.now(), CLOCK_TOLERANCE_MS)
   if (verdict === 'not-a-number') throw new InvalidTokenError('Authorization token is invalid: iat is not a number')
   if (verdict === 'in-the-future') throw new InvalidTokenError('Authorization token is not yet valid: issued in the future')
 }

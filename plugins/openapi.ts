@@ -8,16 +8,11 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import fastifySwagger from '@fastify/swagger'
 import fastifySwaggerUi from '@fastify/swagger-ui'
+import { bearerAuthScheme } from '../src/openapi-security.js'
+
+export { bearerAuthScheme } from '../src/openapi-security.js'
 
 export const DOCS_PREFIX = '/documentation'
-
-/** The contract's security scheme; hosts embedding the plugin can add it to their own document. */
-export const bearerAuthScheme = {
-  type: 'http' as const,
-  scheme: 'bearer',
-  bearerFormat: 'JWT',
-  description: 'Bearer token authentication. Token provides organization-scoped access.'
-}
 
 async function openapiPlugin (fastify: FastifyInstance): Promise<void> {
   await fastify.register(fastifySwagger, {

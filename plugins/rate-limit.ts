@@ -11,11 +11,12 @@ import { Redis } from 'ioredis'
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
 import { RateLimitedError } from '../src/errors.js'
 import { budgetOf, operationOf } from '../src/operations.js'
+import { requireOrganization } from '../src/decorators.js'
 
 export interface RateLimitPluginOptions {
   presignPerMinute: number
   proxyPerMinute: number
-  redisUrl?: string
+  redisUrl?: string | undefined
 }
 
 const WINDOW_SECONDS = 60
@@ -48,9 +49,10 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
     if (operation === undefined) return
     const budget = budgets[budgetOf(operation)]
     const cost = operation === 'presign.batch' ? batchSize(request) : 1
+    const organization = requireOrganization(request)
     let state: RateLimiterRes
     try {
-      state = await budget.consume(request.organization, cost)
+      state = await budget.consume(organization, cost)
     } catch (outcome) {
       if (!(outcome instanceof RateLimiterRes)) {
         // An unreachable Redis lets requests through (and is logged) instead of failing them all.
@@ -58,7 +60,7 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
         return
       }
       // Refused whole: give back what this request took, so it costs nothing.
-      await budget.reward(request.organization, cost).catch(() => {})
+      await budget.reward(organization, cost).catch(() => {})
       const retryAfter = Math.max(1, Math.ceil(outcome.msBeforeNext / 1000))
       void reply.header('retry-after', String(retryAfter))
       setLimitHeaders(reply, budget.points, 0, retryAfter)

@@ -1,6 +1,7 @@
 /**
  * S3 access: one long-lived S3Client, the bucket's resolved origin and the
- * credentials, decorated onto the instance. Signing and verifying presigned
+ * credentials, decorated onto the instance (`fastify.artosFilesS3`, read with
+ * filesS3Of in src/decorators.ts). Signing and verifying presigned
  * GETs is src/presigned-get.ts's job; this plugin only feeds it.
  */
 import fp from 'fastify-plugin'
@@ -13,17 +14,18 @@ import { credentialsOutlasting, type CredentialSource } from '../src/credentials
 import { objectOriginOf, type ObjectOrigin, type PresignedGet } from '../src/presigned-url.js'
 import { createPresignedGets, type SignedGet } from '../src/presigned-get.js'
 import type { PresignItem } from '../src/schemas.js'
+import { claimNames, S3 } from '../src/decorators.js'
 
 export { encodeKeyPath } from '../src/presigned-get.js'
 
 export interface S3PluginOptions {
   bucket: string
   region: string
-  endpoint?: string
-  forcePathStyle?: boolean
-  credentials?: CredentialSource
+  endpoint?: string | undefined
+  forcePathStyle?: boolean | undefined
+  credentials?: CredentialSource | undefined
   /** A host's own client; we then neither configure nor destroy it. */
-  s3Client?: S3Client
+  s3Client?: S3Client | undefined
   /** Lifetime of every presigned URL, in seconds. */
   expiresIn: number
 }
@@ -47,12 +49,6 @@ export interface FilesS3 {
    */
   verifyPresignedGet: (url: PresignedGet) => Promise<string | undefined>
   credentials: AwsCredentialIdentityProvider
-}
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    s3: FilesS3
-  }
 }
 
 export async function createFilesS3 (opts: S3PluginOptions): Promise<FilesS3> {
@@ -115,8 +111,9 @@ export async function createFilesS3 (opts: S3PluginOptions): Promise<FilesS3> {
 }
 
 async function s3Plugin (fastify: FastifyInstance, opts: S3PluginOptions): Promise<void> {
+  claimNames(fastify, { instance: [S3] })
   const s3 = await createFilesS3(opts)
-  fastify.decorate('s3', s3)
+  fastify.decorate(S3, s3)
   if (opts.s3Client === undefined) {
     fastify.addHook('onClose', async () => { s3.client.destroy() })
   }

@@ -1,5 +1,5 @@
 /**
- * The proxy's outbound side as one service per instance (`fastify.filesUpstream`):
+ * The proxy's outbound side as one service per instance (`fastify.artosFilesUpstream`):
  * the undici agent with our timeouts, the cap on downloads in flight, the retry
  * of a GET on a dropped keep-alive connection, and the classification of what
  * went wrong. Routes that stream objects (the proxy today, plain links later)
@@ -10,7 +10,8 @@ import type { ServerResponse } from 'node:http'
 import { Agent, request as undiciRequest, type Dispatcher } from 'undici'
 import type { FastifyBaseLogger, FastifyError, FastifyInstance } from 'fastify'
 import { ClientClosedRequestError, TooBusyError, UpstreamFailedError, UpstreamTimeoutError } from '../src/errors.js'
-import { DEFAULT_PROXY_OPTIONS, type ProxyOptions } from '../src/options.js'
+import { DEFAULT_PROXY_OPTIONS, definedOnly, type ProxyOptions } from '../src/options.js'
+import { claimNames, UPSTREAM } from '../src/decorators.js'
 
 export type UpstreamPluginOptions = ProxyOptions
 
@@ -38,12 +39,6 @@ export interface FilesUpstream {
   failure: (err: unknown, log: FastifyBaseLogger) => FastifyError
 }
 
-declare module 'fastify' {
-  interface FastifyInstance {
-    filesUpstream: FilesUpstream
-  }
-}
-
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
 
 /** Client aborts are not upstream failures: a counter of 502s must not grow when people close tabs. */
@@ -63,7 +58,8 @@ function prematureClose (): Error {
 }
 
 async function upstreamPlugin (fastify: FastifyInstance, options: UpstreamPluginOptions): Promise<void> {
-  const opts = { ...DEFAULT_PROXY_OPTIONS, ...options }
+  claimNames(fastify, { instance: [UPSTREAM] })
+  const opts = { ...DEFAULT_PROXY_OPTIONS, ...definedOnly(options) }
   const agent = new Agent({
     connectTimeout: opts.connectTimeoutMs,
     headersTimeout: opts.headersTimeoutMs,
@@ -107,7 +103,7 @@ async function upstreamPlugin (fastify: FastifyInstance, options: UpstreamPlugin
     }
   }
 
-  fastify.decorate('filesUpstream', {
+  fastify.decorate(UPSTREAM, {
     get inFlight () { return inFlight },
     fetch,
     failure

@@ -8,21 +8,27 @@ import { checkPresignRequest } from '../src/presign-request.js'
 import { presignError, PresignFailedError } from '../src/errors.js'
 import { proxyLinkFor } from '../src/proxy-link.js'
 import { recordTouched } from '../src/touched-objects.js'
+import { filesS3Of, requireOrganization } from '../src/decorators.js'
+import { BEARER_SECURITY, declareBearerScheme } from '../src/openapi-security.js'
+import { tracerOf } from '../plugins/tracing.js'
 
 export interface PresignRoutesOptions {
   /** Absolute URL of the plain-link route, when links are enabled (src/proxy-link.ts). */
-  proxyLinkBase?: string
+  proxyLinkBase?: string | undefined
 }
 
 const filesRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = async (fastify, opts) => {
   const linkFor = opts.proxyLinkBase === undefined ? undefined : proxyLinkFor.bind(null, opts.proxyLinkBase)
+  const s3 = filesS3Of(fastify)
+  const traced = tracerOf(fastify)
   fastify.post('/generate-presigned-url', {
-    config: { artosOperation: 'presign' },
+    config: { artosOperation: 'presign', swaggerTransform: declareBearerScheme },
     schema: {
       operationId: 'generatePresignedUrl',
       tags: ['Files'],
       summary: 'Generate Presigned URL',
       description: 'Generate a time-limited presigned S3 URL from an S3 object key. The returned URL expires after **1 hour** and can be used directly for download without an auth header.\n\nUse this endpoint when another API returns a raw S3 key. If your client cannot access S3 directly, pass the returned URL to `GET /api/v1/proxy/file` as the `presigned_url` query param.',
+      security: BEARER_SECURITY,
       body: ref(GeneratePresignedUrlRequest),
       response: {
         200: { ...ref(GeneratePresignedUrlResponse), description: 'Presigned URL generated successfully' },
@@ -39,11 +45,11 @@ const filesRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = async (fast
   }, async (request, reply) => {
     const { key, versionId } = request.body
     recordTouched(request, [{ key, versionId }])
-    const verdict = checkPresignRequest(request.body, request.organization)
+    const verdict = checkPresignRequest(request.body, requireOrganization(request))
     if (!verdict.ok) throw presignError(verdict)
     let signed
     try {
-      signed = await fastify.s3.presignGetObject(request.body)
+      signed = await traced.span('artos.presign.sign', { attributes: { 'artos.operation': 'presign', 'artos.presign.items': 1 } }, async () => await s3.presignGetObject(request.body))
     } catch (err) {
       request.log.error({ err }, 'presigning failed')
       throw new PresignFailedError()

@@ -6,11 +6,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { HealthResponse } from '../src/schemas.js'
 import { NotReadyError } from '../src/errors.js'
+import { filesS3Of } from '../src/decorators.js'
 
 /** A readiness probe must answer quickly even when the credential source hangs. */
 const READINESS_TIMEOUT_MS = 2_000
 
 const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
+  const s3 = filesS3Of(fastify)
   fastify.get('/health', {
     schema: { hide: true, response: { 200: HealthResponse } }
   }, async () => ({ status: 'ok' as const }))
@@ -19,7 +21,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     try {
       // Resolving credentials that outlast a new URL is exactly what presigning needs.
       await Promise.race([
-        fastify.s3.credentials(),
+        s3.credentials(),
         new Promise((_resolve, reject) => setTimeout(() => { reject(new Error('credential resolution timed out')) }, READINESS_TIMEOUT_MS).unref())
       ])
       return { status: 'ok' }

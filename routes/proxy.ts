@@ -16,18 +16,21 @@ import { errorHandler } from '../src/error-handler.js'
 import {
   ExpiredUrlError, FileNotFoundError, ForbiddenUrlError, InvalidPresignedUrlError, RangeNotSatisfiableError, TooBusyError, UpstreamFailedError
 } from '../src/errors.js'
-import type { Operation } from '../src/operations.js'
+import { operationOf, type Operation } from '../src/operations.js'
 import { recordTouched } from '../src/touched-objects.js'
+import { filesS3Of, filesUpstreamOf, requireOrganization, setCaller } from '../src/decorators.js'
+import { BEARER_SECURITY, declareBearerScheme } from '../src/openapi-security.js'
+import { tracerOf } from '../plugins/tracing.js'
 
 /**
  * `bearer`: GET|HEAD /api/v1/proxy/file, in the authenticated group.
  * `link`: GET|HEAD /api/v1/proxy/link, with no token at all: the presigned URL
  * is the credential, so a link grants exactly what that URL grants (one object,
  * until its expiry) and its organization is the key's first segment.
- * Both need plugins/upstream.ts (`fastify.filesUpstream`) registered.
+ * Both need plugins/s3.ts and plugins/upstream.ts registered.
  */
 export interface ProxyRoutesOptions {
-  mode?: 'bearer' | 'link'
+  mode?: 'bearer' | 'link' | undefined
 }
 
 /** Client headers that S3 understands for a GET and that carry no credentials. */
@@ -55,6 +58,14 @@ const MODES = {
 const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastify, opts) => {
   const mode = MODES[opts.mode ?? 'bearer']
   const isLink = opts.mode === 'link'
+  const s3 = filesS3Of(fastify)
+  const filesUpstream = filesUpstreamOf(fastify)
+  // Bearer operations say so in any OpenAPI document they end up in (ours or a host's); links need no token.
+  const security = isLink ? [] : BEARER_SECURITY
+  const swaggerTransform = isLink ? undefined : declareBearerScheme
+  const traced = tracerOf(fastify)
+  // The storage endpoint (never the URL: its query is the credential).
+  const upstreamServer = { 'server.address': s3.bucketUrl.hostname, 'server.port': Number(s3.bucketUrl.port || (s3.bucketUrl.protocol === 'https:' ? 443 : 80)) }
   const errorResponses = {
     ...(isLink ? {} : { 400: errorResponse('Authentication failed'), 401: errorResponse('Missing or invalid Bearer token') }),
     403: errorResponse('Forbidden: only S3 URLs are allowed'),
@@ -76,7 +87,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
       const fromUpstream = error.code?.startsWith('UND_ERR_') === true
       // A refused download may try again shortly.
       if (error instanceof TooBusyError) void reply.header('retry-after', '1')
-      errorHandler(fromUpstream ? fastify.filesUpstream.failure(error, request.log) : error, request, reply)
+      errorHandler(fromUpstream ? filesUpstream.failure(error, request.log) : error, request, reply)
     },
     // A link's organization is its key's: known before rate limits and slots are counted.
     ...(isLink ? { preValidation: organizationFromLink } : {})
@@ -84,7 +95,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
 
   function check (request: FastifyRequest, organization: string | ((key: string) => string | undefined)): PresignedGet {
     if (request.validationError !== undefined) throw new InvalidPresignedUrlError('give exactly one presigned_url')
-    const verdict = checkPresignedUrl((request.query as Record<string, unknown>).presigned_url, fastify.s3.objectOrigin, organization, Date.now())
+    const verdict = checkPresignedUrl((request.query as Record<string, unknown>).presigned_url, s3.objectOrigin, organization, Date.now())
     // The object asked for, refused or not, once the URL names one in our bucket (for the audit trail).
     const key = verdict.ok ? verdict.url.key : verdict.key
     if (key !== undefined) recordTouched(request, [{ key, versionId: verdict.ok ? versionIdOf(verdict.url) : undefined }])
@@ -95,12 +106,12 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
 
   async function organizationFromLink (request: FastifyRequest): Promise<void> {
     const { key } = check(request, keyOrganization)
-    request.organization = key.slice(0, key.indexOf('/'))
+    setCaller(request, { organization: key.slice(0, key.indexOf('/')), claims: undefined })
   }
 
   const proxyFile = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
-    const signed = check(request, request.organization)
-    const upstreamUrl = await fastify.s3.verifyPresignedGet(signed)
+    const signed = check(request, requireOrganization(request))
+    const upstreamUrl = await s3.verifyPresignedGet(signed)
     if (upstreamUrl === undefined) throw new ExpiredUrlError()
 
     const isHead = request.method === 'HEAD'
@@ -116,13 +127,18 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
       delete headers['if-range']
     }
 
-    const upstream = await fastify.filesUpstream.fetch(upstreamUrl, { headers, client: reply.raw, log: request.log })
+    const attributes = { 'artos.operation': operationOf(request) ?? mode.operations.get, 'http.request.method': 'GET', ...upstreamServer }
+    const upstream = await traced.span('artos.upstream.fetch', { kind: 'client', attributes }, async annotate => {
+      const response = await filesUpstream.fetch(upstreamUrl, { headers, client: reply.raw, log: request.log })
+      annotate({ 'http.response.status_code': response.statusCode })
+      return response
+    })
     return await relay(upstream, signed, isHead, reply)
   }
 
   fastify.get(mode.path, {
     ...common,
-    config: { artosOperation: mode.operations.get },
+    config: { artosOperation: mode.operations.get, swaggerTransform },
     // HEAD is its own operation below: it must not download the body.
     exposeHeadRoute: false,
     schema: {
@@ -131,7 +147,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
       summary: mode.summary,
       description: mode.description,
       querystring: ProxyFileQuery,
-      ...(isLink ? { security: [] } : {}),
+      security,
       response: {
         200: binary('File streamed successfully'),
         206: binary('Partial content (a Range request)'),
@@ -145,14 +161,14 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
   fastify.head(mode.path, {
     ...common,
     // Documented as an operation of its own; @fastify/swagger names it "<operationId>-head".
-    config: { artosOperation: mode.operations.head, swagger: { exposeHeadRoute: true } },
+    config: { artosOperation: mode.operations.head, swagger: { exposeHeadRoute: true }, swaggerTransform },
     schema: {
       operationId: mode.operationId,
       tags: ['Files'],
       summary: `${mode.summary} (headers only)`,
       description: `The headers \`GET ${mode.path}\` would send (size, type, ETag, Last-Modified), without the body.`,
       querystring: ProxyFileQuery,
-      ...(isLink ? { security: [] } : {}),
+      security,
       response: {
         200: { type: 'null', description: 'Headers of the file' },
         304: { type: 'null', description: 'Not modified (a conditional request)' },

@@ -3,7 +3,7 @@
  * standalone Fastify instance the way src/server.ts and the tests use it.
  */
 import { randomUUID } from 'node:crypto'
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
 import fastifyCors from '@fastify/cors'
 import fastifyUnderPressure from '@fastify/under-pressure'
 import fp from 'fastify-plugin'
@@ -20,6 +20,8 @@ import healthRoutes from '../routes/health.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
 import openapiPlugin from '../plugins/openapi.js'
 import securityHeaders from '../plugins/security-headers.js'
+import tracingPlugin from '../plugins/tracing.js'
+import type { MetricsPluginOptions } from '../plugins/metrics.js'
 import { resolveFilesOptions, type FilesOptions } from './options.js'
 import { proxyLinkBase } from './proxy-link.js'
 import { sharedSchemas } from './schemas.js'
@@ -28,6 +30,7 @@ import { OverloadedError } from './errors.js'
 import { logRedact, logSerializers, looksLikeJwt, redactUrl } from './log-redaction.js'
 import { refuseRepeatedAuthorization } from './repeated-authorization.js'
 import { acceptJsonBodiesOnly } from './json-body.js'
+import { authenticateOf, filesUpstreamOf, METRICS, metricsOf } from './decorators.js'
 import { escapeLineSeparators } from './audit-event.js'
 
 async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promise<void> {
@@ -44,6 +47,9 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
   fastify.setErrorHandler(errorHandler)
   // Every POST route of ours reads JSON; anything else is 415 (the host's parsers stay its own).
   acceptJsonBodiesOnly(fastify)
+  // Before any route, so their hooks see every request. A registration above us (buildApp's) already does.
+  if (opts.metrics !== false && !fastify.hasDecorator(METRICS)) await fastify.register(await loadMetricsPlugin(), opts.metrics)
+  if (opts.tracing) await fastify.register(tracingPlugin)
 
   await fastify.register(authPlugin, { jwt: opts.jwt, orgClaim: opts.orgClaim })
   await fastify.register(s3Plugin, {
@@ -56,6 +62,7 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
     expiresIn: opts.expiresIn
   })
   await fastify.register(upstreamPlugin, opts.proxy)
+  if (opts.metrics !== false) metricsOf(fastify).observeDownloads(() => filesUpstreamOf(fastify).inFlight)
   if (opts.healthRoutes === true) await fastify.register(healthRoutes)
   // One set of per-organization budgets for every route group below.
   if (opts.rateLimit !== false) await fastify.register(rateLimitPlugin, opts.rateLimit)
@@ -64,7 +71,7 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
   const links = opts.proxyLinks === undefined ? {} : { proxyLinkBase: proxyLinkBase(opts.proxyLinks.publicBaseUrl, fastify.prefix) }
   // Every route of the Files API requires a verified token…
   await fastify.register(async function authenticatedRoutes (group) {
-    group.addHook('onRequest', group.authenticate)
+    group.addHook('onRequest', authenticateOf(group))
     await group.register(filesRoutes, links)
     await group.register(presignBatchRoutes, links)
     await group.register(proxyRoutes, { mode: 'bearer' })
@@ -73,25 +80,32 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
   if (opts.proxyLinks !== undefined) await fastify.register(proxyRoutes, { mode: 'link' })
 }
 
+/** prom-client costs ~30 ms of start-up: loaded only when metrics are on. */
+async function loadMetricsPlugin (): Promise<FastifyPluginAsync<MetricsPluginOptions>> {
+  return (await import('../plugins/metrics.js')).default
+}
+
 /** The embeddable plugin: encapsulated, so a host's prefix, hooks and schemas stay its own. */
 export const artosFiles = fp(filesApi, { name: 'artos-files', fastify: '5.x', encapsulate: true })
 
 export interface BuildAppOptions extends FilesOptions {
-  logger?: FastifyServerOptions['logger']
+  logger?: FastifyServerOptions['logger'] | undefined
   /** Trust X-Forwarded-* from a proxy in front of us (see Fastify's trustProxy). */
-  trustProxy?: FastifyServerOptions['trustProxy']
+  trustProxy?: FastifyServerOptions['trustProxy'] | undefined
   /** Serve the OpenAPI document and Swagger UI under /documentation (default true). */
-  docs?: boolean
+  docs?: boolean | undefined
   /** Exact origins allowed to call the API from browsers (CORS); none by default. */
-  corsOrigins?: string[]
+  corsOrigins?: string[] | undefined
   /** Shed load (503 + Retry-After) when the event loop lags more than this (default 1000 ms). */
-  maxEventLoopDelayMs?: number
+  maxEventLoopDelayMs?: number | undefined
+  /** …or is busier than this share of the time (default 0.98; 1 turns this trigger off). */
+  maxEventLoopUtilization?: number | undefined
 }
 
 /** Incoming request ids are kept only when they are short and plain, so they are safe to log and echo. */
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
-export async function buildApp ({ logger, trustProxy, docs = true, corsOrigins = [], maxEventLoopDelayMs = 1000, ...files }: BuildAppOptions): Promise<FastifyInstance> {
+export async function buildApp ({ logger, trustProxy, docs = true, corsOrigins = [], maxEventLoopDelayMs = 1000, maxEventLoopUtilization = 0.98, ...files }: BuildAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     // streamWrite: a raw U+2028 in a logged key would split the line for some readers (src/audit-event.ts).
     logger: logger === undefined || logger === false ? false : { ...(typeof logger === 'object' ? logger : {}), serializers: logSerializers, redact: logRedact, hooks: { streamWrite: escapeLineSeparators } },
@@ -110,6 +124,9 @@ export async function buildApp ({ logger, trustProxy, docs = true, corsOrigins =
       errorHandler(safe, request, reply)
     }
   }).withTypeProvider<TypeBoxTypeProvider>()
+  // First, so its hooks see every request: 404s, docs and load shedding included.
+  const metrics = files.metrics === undefined || files.metrics === false ? false : resolveFilesOptions(files).metrics
+  if (metrics !== false) await app.register(await loadMetricsPlugin(), metrics)
   app.setErrorHandler(errorHandler)
   app.addHook('onRequest', (request, reply, done) => {
     void reply.header('x-request-id', request.id)
@@ -126,7 +143,7 @@ export async function buildApp ({ logger, trustProxy, docs = true, corsOrigins =
 
   await app.register(fastifyUnderPressure, {
     maxEventLoopDelay: maxEventLoopDelayMs,
-    maxEventLoopUtilization: 0.98,
+    maxEventLoopUtilization,
     retryAfter: 5,
     customError: OverloadedError
   })
@@ -159,6 +176,6 @@ export async function buildApp ({ logger, trustProxy, docs = true, corsOrigins =
 
   // Registered before the API so it sees every route added after it.
   if (docs) await app.register(openapiPlugin)
-  await app.register(artosFiles, { healthRoutes: true, ...files })
+  await app.register(artosFiles, { ...files, healthRoutes: files.healthRoutes ?? true })
   return app
 }

@@ -23,7 +23,7 @@ export interface AuditEvent {
   status: number
   /** The error code answered (`ARTOS_…`, or the framework's), on refusals. */
   code?: string
-  /** The token's `sub` claim; absent without a verified token (plain links, 401). */
+  /** The verified token's `sub` claim; absent without an authenticated caller (plain links, 401, 400 without an organization). */
   subject?: string
   organization?: string
   ip?: string

@@ -7,6 +7,10 @@ import { envSchema } from 'env-schema'
 import { Type, type Static } from '@sinclair/typebox'
 import type { FilesOptions, JwtOptions } from './options.js'
 
+/** OTLP over HTTP; gRPC would need another exporter (and @grpc/grpc-js) for the same collectors. */
+const OTLP_PROTOCOLS = ['http/protobuf', 'http/json'] as const
+export type OtlpProtocol = typeof OTLP_PROTOCOLS[number]
+
 export const EnvSchema = Type.Object({
   NODE_ENV: Type.String({ default: 'development' }),
   HOST: Type.String({ default: '127.0.0.1' }),
@@ -35,6 +39,15 @@ export const EnvSchema = Type.Object({
   PROXY_MAX_CONCURRENT_DOWNLOADS: Type.Integer({ minimum: 1, default: 256 }),
   MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 10, default: 1000 }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 30000 }),
+  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+  // OpenTelemetry's own variables (https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/):
+  // the ones that decide whether and how we trace are checked here; the SDK and exporter read the rest.
+  OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://' })),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://' })),
+  OTEL_EXPORTER_OTLP_PROTOCOL: Type.Optional(Type.String()),
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: Type.Optional(Type.String()),
+  OTEL_TRACES_EXPORTER: Type.Optional(Type.Union([Type.Literal('otlp'), Type.Literal('none')])),
+  OTEL_SDK_DISABLED: Type.Boolean({ default: false }),
   // Audit trail: defaults live in src/options.ts (DEFAULT_AUDIT_OPTIONS), so these are only mapped when set.
   AUDIT_EVENTS: Type.Optional(Type.Boolean()),
   AUDIT_LOG_FILE: Type.Optional(Type.String({ minLength: 1 })),
@@ -59,6 +72,10 @@ export interface Config {
   corsOrigins: string[]
   maxEventLoopDelayMs: number
   shutdownGraceMs: number
+  /** Serve GET /metrics on this port (on `host`), apart from the API. */
+  metricsPort?: number
+  /** Export traces (src/tracing.ts); the exporter reads its endpoint, headers and timeout from OTEL_* itself. */
+  tracing?: { protocol: OtlpProtocol }
   /** Files API options; `bucket`/`jwt` are absent when the dev environment must supply them. */
   files: Omit<FilesOptions, 'bucket'> & { bucket?: string }
 }
@@ -88,6 +105,10 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   if (parsed.AUDIT_EVENTS === false && (parsed.AUDIT_LOG_FILE !== undefined || parsed.AUDIT_LOG_FSYNC !== undefined)) {
     throw new ConfigError('AUDIT_EVENTS=false turns the audit trail off: unset AUDIT_LOG_FILE and AUDIT_LOG_FSYNC, or drop AUDIT_EVENTS=false')
   }
+  if (parsed.METRICS_PORT !== undefined && parsed.METRICS_PORT !== 0 && parsed.METRICS_PORT === parsed.PORT) {
+    throw new ConfigError('METRICS_PORT must differ from PORT: metrics are never served on the API port')
+  }
+  const tracing = tracingFrom(parsed)
   if (parsed.S3_BUCKET === undefined && (parsed.S3_ENDPOINT !== undefined)) {
     throw new ConfigError('S3_ENDPOINT is set but S3_BUCKET is not')
   }
@@ -102,6 +123,8 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
     corsOrigins: corsOriginsFrom(parsed.CORS_ORIGINS),
     maxEventLoopDelayMs: parsed.MAX_EVENT_LOOP_DELAY_MS,
     shutdownGraceMs: parsed.SHUTDOWN_GRACE_MS,
+    ...(parsed.METRICS_PORT === undefined ? {} : { metricsPort: parsed.METRICS_PORT }),
+    ...(tracing === undefined ? {} : { tracing }),
     files: {
       bucket: parsed.S3_BUCKET,
       region: parsed.S3_REGION ?? parsed.AWS_REGION ?? 'us-east-1',
@@ -116,6 +139,8 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
         ...(parsed.REDIS_URL === undefined ? {} : { redisUrl: parsed.REDIS_URL })
       },
       proxy: { maxConcurrentDownloads: parsed.PROXY_MAX_CONCURRENT_DOWNLOADS },
+      metrics: parsed.METRICS_PORT !== undefined,
+      tracing: tracing !== undefined,
       ...(parsed.PROXY_LINKS && parsed.PUBLIC_BASE_URL !== undefined ? { proxyLinks: { publicBaseUrl: parsed.PUBLIC_BASE_URL } } : {}),
       ...auditOptionsFrom(parsed)
     }
@@ -129,6 +154,18 @@ function auditOptionsFrom (env: Env): Pick<FilesOptions, 'audit'> {
     ...(env.AUDIT_LOG_FSYNC === undefined ? {} : { fsync: env.AUDIT_LOG_FSYNC })
   }
   return Object.keys(audit).length === 0 ? {} : { audit }
+}
+
+/** Traces are exported only to an endpoint someone named, and not when OpenTelemetry's own switches say no. */
+function tracingFrom (env: Env): Config['tracing'] {
+  const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT
+  if (endpoint === undefined || env.OTEL_SDK_DISABLED || env.OTEL_TRACES_EXPORTER === 'none') return undefined
+  const name = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL === undefined ? 'OTEL_EXPORTER_OTLP_PROTOCOL' : 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'
+  const protocol = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf'
+  if (!(OTLP_PROTOCOLS as readonly string[]).includes(protocol)) {
+    throw new ConfigError(`${name}=${protocol} is not supported: use http/protobuf (the default) or http/json`)
+  }
+  return { protocol: protocol as OtlpProtocol }
 }
 
 function jwtOptionsFrom (env: Env): JwtOptions | undefined {

@@ -2,7 +2,7 @@
  * Named errors (via @fastify/error) for every failure we answer on purpose.
  * Their messages are public: they end up in response bodies.
  */
-import createError, { type FastifyError } from '@fastify/error'
+import { createError, type FastifyError } from '@fastify/error'
 
 export const InvalidKeyError = createError<[string]>('ARTOS_INVALID_KEY', 'Invalid key: %s', 400)
 export const ForbiddenKeyError = createError<[string]>('ARTOS_FORBIDDEN_KEY', 'Forbidden: %s', 403)

@@ -9,13 +9,21 @@ import { artosFiles } from './app.js'
 export default artosFiles
 export { artosFiles, buildApp, type BuildAppOptions } from './app.js'
 
-// The pieces, for hosts that compose their own.
-export { default as authPlugin, type AuthPluginOptions, type TokenClaims } from '../plugins/auth.js'
+// What we verified about a request, for the host's hooks and routes (we type no request property of the host's).
+export { organizationOf, tokenClaimsOf, type ArtosFilesCaller } from './decorators.js'
+export type { TokenClaims } from './token-claims.js'
+
+// The pieces, for hosts that compose their own (authenticateOf(fastify) is authPlugin's onRequest hook).
+export { authenticateOf } from './decorators.js'
+export { default as authPlugin, type AuthPluginOptions } from '../plugins/auth.js'
 export { default as s3Plugin, createFilesS3, encodeKeyPath, type FilesS3, type S3PluginOptions } from '../plugins/s3.js'
 export { default as filesRoutes } from '../routes/files.js'
 export { default as proxyRoutes, type ProxyRoutesOptions } from '../routes/proxy.js'
 export { default as upstreamPlugin, type FilesUpstream, type UpstreamPluginOptions } from '../plugins/upstream.js'
 export { default as openapiPlugin, bearerAuthScheme } from '../plugins/openapi.js'
+// Types only: prom-client is loaded when `metrics` is on, not when the package is imported.
+export type { FilesMetrics, MetricsPluginOptions } from '../plugins/metrics.js'
+export type { FilesTracer, FilesSpanOptions } from '../plugins/tracing.js'
 
 // Contract schemas and options.
 export * from './schemas.js'

@@ -2,21 +2,31 @@
  * Options of the Files API plugin. The TypeBox schema is the single source of
  * both the TypeScript type and the register-time validation.
  */
-import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { Type, type Static, type TOptional, type TSchema, type TUnsafe } from '@sinclair/typebox'
 import { Ajv } from 'ajv'
 import type { S3Client } from '@aws-sdk/client-s3'
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@aws-sdk/types'
+import type { Registry } from 'prom-client'
 
 export const MIN_EXPIRES_IN = 1
 /** SigV4 presigned URLs cannot outlive 7 days. */
 export const MAX_EXPIRES_IN = 7 * 24 * 3600
 
+/**
+ * An optional option that also takes `undefined` for "not set": hosts compiled
+ * with exactOptionalPropertyTypes pass `process.env.X` as it is. The JSON
+ * schema is the inner one (validation skips undefined properties).
+ */
+function Optional<S extends TSchema> (schema: S): TOptional<TUnsafe<Static<S> | undefined>> {
+  return Type.Optional(Type.Unsafe<Static<S> | undefined>(schema))
+}
+
 const NonEmpty = Type.String({ minLength: 1 })
 
 export const JwtOptions = Type.Union([
-  Type.Object({ secret: Type.String({ minLength: 32, description: 'HS256 shared secret (at least 32 characters)' }), issuer: Type.Optional(NonEmpty), audience: Type.Optional(NonEmpty) }, { additionalProperties: false }),
-  Type.Object({ publicKey: Type.String({ pattern: '-----BEGIN PUBLIC KEY-----', description: 'RSA or EC public key, PEM (SPKI)' }), issuer: Type.Optional(NonEmpty), audience: Type.Optional(NonEmpty) }, { additionalProperties: false }),
-  Type.Object({ jwksUrl: Type.String({ pattern: '^https?://' }), issuer: NonEmpty, audience: Type.Optional(NonEmpty) }, { additionalProperties: false })
+  Type.Object({ secret: Type.String({ minLength: 32, description: 'HS256 shared secret (at least 32 characters)' }), issuer: Optional(NonEmpty), audience: Optional(NonEmpty) }, { additionalProperties: false }),
+  Type.Object({ publicKey: Type.String({ pattern: '-----BEGIN PUBLIC KEY-----', description: 'RSA or EC public key, PEM (SPKI)' }), issuer: Optional(NonEmpty), audience: Optional(NonEmpty) }, { additionalProperties: false }),
+  Type.Object({ jwksUrl: Type.String({ pattern: '^https?://' }), issuer: NonEmpty, audience: Optional(NonEmpty) }, { additionalProperties: false })
 ])
 export type JwtOptions = Static<typeof JwtOptions>
 
@@ -25,24 +35,27 @@ const Milliseconds = Type.Integer({ minimum: 1, maximum: 600_000 })
 /** Outbound limits of the proxy (undici's own defaults wait 300 s). */
 export const ProxyOptions = Type.Object({
   /** TCP/TLS connect to the S3 endpoint. */
-  connectTimeoutMs: Type.Optional(Milliseconds),
+  connectTimeoutMs: Optional(Milliseconds),
   /** Until S3 sends response headers. */
-  headersTimeoutMs: Type.Optional(Milliseconds),
+  headersTimeoutMs: Optional(Milliseconds),
   /** Longest silence between two body chunks. */
-  idleTimeoutMs: Type.Optional(Milliseconds),
+  idleTimeoutMs: Optional(Milliseconds),
   /** Downloads streamed at once by this instance; more get 503 + Retry-After. */
-  maxConcurrentDownloads: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 }))
+  maxConcurrentDownloads: Optional(Type.Integer({ minimum: 1, maximum: 100_000 }))
 }, { additionalProperties: false })
 export type ProxyOptions = Static<typeof ProxyOptions>
 
-export const DEFAULT_PROXY_OPTIONS: Required<ProxyOptions> = { connectTimeoutMs: 5_000, headersTimeoutMs: 15_000, idleTimeoutMs: 30_000, maxConcurrentDownloads: 256 }
+/** All of T's properties, set. */
+type Defined<T> = { [K in keyof T]-?: Exclude<T[K], undefined> }
+
+export const DEFAULT_PROXY_OPTIONS: Defined<ProxyOptions> = { connectTimeoutMs: 5_000, headersTimeoutMs: 15_000, idleTimeoutMs: 30_000, maxConcurrentDownloads: 256 }
 
 /** Per-organization request limits (per minute), shared through Redis when `redisUrl` is set. */
 export const RateLimitOptions = Type.Object({
-  presignPerMinute: Type.Optional(Type.Integer({ minimum: 1 })),
-  proxyPerMinute: Type.Optional(Type.Integer({ minimum: 1 })),
+  presignPerMinute: Optional(Type.Integer({ minimum: 1 })),
+  proxyPerMinute: Optional(Type.Integer({ minimum: 1 })),
   /** redis:// or rediss:// URL; counters are then shared by every instance. */
-  redisUrl: Type.Optional(Type.String({ pattern: '^rediss?://' }))
+  redisUrl: Optional(Type.String({ pattern: '^rediss?://' }))
 }, { additionalProperties: false })
 export type RateLimitOptions = Static<typeof RateLimitOptions>
 
@@ -51,9 +64,9 @@ export const DEFAULT_RATE_LIMITS = { presignPerMinute: 1200, proxyPerMinute: 300
 /** The audit trail (plugins/audit.ts): events go to the log stream, and with `file` also to a JSON-lines file. */
 export const AuditOptions = Type.Object({
   /** Append every event to this file (created owner-only), before a presign is answered. */
-  file: Type.Optional(Type.String({ minLength: 1 })),
+  file: Optional(Type.String({ minLength: 1 })),
   /** fdatasync the file before a presign is answered, so its record survives power loss too (default true). */
-  fsync: Type.Optional(Type.Boolean())
+  fsync: Optional(Type.Boolean())
 }, { additionalProperties: false })
 export type AuditOptions = Static<typeof AuditOptions>
 
@@ -61,33 +74,45 @@ export const DEFAULT_AUDIT_OPTIONS = { fsync: true }
 
 export const FilesOptionsSchema = Type.Object({
   bucket: Type.String({ minLength: 3, maxLength: 63 }),
-  region: Type.Optional(NonEmpty),
-  endpoint: Type.Optional(Type.String({ pattern: '^https?://' })),
-  forcePathStyle: Type.Optional(Type.Boolean()),
+  region: Optional(NonEmpty),
+  endpoint: Optional(Type.String({ pattern: '^https?://' })),
+  forcePathStyle: Optional(Type.Boolean()),
   // Objects and functions from the AWS SDK: typed below, checked by shape here.
-  credentials: Type.Optional(Type.Unsafe<AwsCredentialIdentity | AwsCredentialIdentityProvider>({})),
-  s3Client: Type.Optional(Type.Unsafe<S3Client>({})),
-  jwt: Type.Optional(JwtOptions),
-  useHostJwt: Type.Optional(Type.Boolean()),
-  orgClaim: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
-  expiresIn: Type.Optional(Type.Integer({ minimum: MIN_EXPIRES_IN, maximum: MAX_EXPIRES_IN })),
-  proxy: Type.Optional(ProxyOptions),
+  credentials: Optional(Type.Unsafe<AwsCredentialIdentity | AwsCredentialIdentityProvider>({})),
+  s3Client: Optional(Type.Unsafe<S3Client>({})),
+  jwt: Optional(JwtOptions),
+  useHostJwt: Optional(Type.Boolean()),
+  orgClaim: Optional(Type.String({ minLength: 1, maxLength: 256 })),
+  expiresIn: Optional(Type.Integer({ minimum: MIN_EXPIRES_IN, maximum: MAX_EXPIRES_IN })),
+  proxy: Optional(ProxyOptions),
   /** Per-organization limits; `false` turns them off (e.g. when the host limits already). */
-  rateLimit: Type.Optional(Type.Union([RateLimitOptions, Type.Literal(false)])),
+  rateLimit: Optional(Type.Union([RateLimitOptions, Type.Literal(false)])),
   /**
    * Plain-link downloads: GET /api/v1/proxy/link streams a presigned URL with no
    * Authorization header, and presign responses carry `proxyUrl`. Off unless set:
    * the contract's proxy requires the Bearer token.
    */
-  proxyLinks: Type.Optional(Type.Object({
+  proxyLinks: Optional(Type.Object({
     /** Where clients reach this API (links are built from it, never from request headers), e.g. https://api.example.com */
     publicBaseUrl: Type.String({ pattern: '^https?://[^/?#]+(/[^?#]*)?$' })
   }, { additionalProperties: false })),
   /** Audit events (on by default, to the log stream); `false` turns them off. */
-  audit: Type.Optional(Type.Union([AuditOptions, Type.Literal(false)])),
+  audit: Optional(Type.Union([AuditOptions, Type.Literal(false)])),
   /** Also serve GET /health (liveness) and GET /ready (readiness) without authentication. */
-  healthRoutes: Type.Optional(Type.Boolean()),
-  prefix: Type.Optional(Type.String())
+  healthRoutes: Optional(Type.Boolean()),
+  /**
+   * Prometheus metrics (plugins/metrics.ts) into `registry` (a prom-client Registry);
+   * `true`: a new registry of this instance's own. Off by default. Serving them is the host's.
+   */
+  metrics: Optional(Type.Union([Type.Boolean(), Type.Object({
+    registry: Optional(Type.Unsafe<Registry>({}))
+  }, { additionalProperties: false })])),
+  /**
+   * Child spans (signing, upstream fetches) and trace ids in request log lines, through
+   * @opentelemetry/api's global tracer provider: the process sets up the SDK. Off by default.
+   */
+  tracing: Optional(Type.Boolean()),
+  prefix: Optional(Type.String())
 })
 export type FilesOptions = Static<typeof FilesOptionsSchema>
 
@@ -98,9 +123,30 @@ export interface ResolvedFilesOptions extends FilesOptions {
   region: string
   orgClaim: string
   expiresIn: number
-  proxy: Required<ProxyOptions>
-  rateLimit: false | (Required<Omit<RateLimitOptions, 'redisUrl'>> & Pick<RateLimitOptions, 'redisUrl'>)
-  audit: false | (Required<Omit<AuditOptions, 'file'>> & Pick<AuditOptions, 'file'>)
+  proxy: Defined<ProxyOptions>
+  rateLimit: false | (Defined<Omit<RateLimitOptions, 'redisUrl'>> & Pick<RateLimitOptions, 'redisUrl'>)
+  /** false, or where the metrics go (no registry: a new one). */
+  metrics: false | { registry?: Registry }
+  tracing: boolean
+  audit: false | (Defined<Omit<AuditOptions, 'file'>> & Pick<AuditOptions, 'file'>)
+}
+
+/**
+ * `options` without its undefined properties, at every level of plain
+ * objects: an option set to undefined is an option not set, so it never
+ * spreads over a default.
+ */
+export function definedOnly<T extends object> (options: T): T {
+  const kept: Record<string, unknown> = {}
+  for (const [name, value] of Object.entries(options)) {
+    if (value === undefined) continue
+    kept[name] = isPlainObject(value) ? definedOnly(value) : value
+  }
+  return kept as T
+}
+
+function isPlainObject (value: unknown): value is object {
+  return typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype
 }
 
 /** Options Fastify itself passes to every plugin it registers. */
@@ -121,7 +167,7 @@ export function unknownOption (options: object, schema: TSchema = FilesOptionsSc
       return { name: `${path}${name}`, closest: `${path}${closestName(name, names)}` }
     }
     // Only plain option objects are ours to walk (not an S3Client or a credentials object).
-    if (typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype) {
+    if (isPlainObject(value)) {
       const nested = unknownOption(value, inner, `${path}${name}.`)
       if (nested !== undefined) return nested
     }
@@ -168,6 +214,7 @@ export function resolveFilesOptions (options: unknown): ResolvedFilesOptions {
   if (typeof options !== 'object' || options === null) throw new TypeError('artos-files: options must be an object')
   const unknown = unknownOption(options)
   if (unknown !== undefined) throw new TypeError(`artos-files: unknown option "${unknown.name}"; did you mean "${unknown.closest}"?`)
+  options = definedOnly(options)
   if (!validateOptions(options)) {
     const first = validateOptions.errors?.[0]
     const path = (first?.instancePath ?? '').slice(1).replaceAll('/', '.')
@@ -187,6 +234,10 @@ export function resolveFilesOptions (options: unknown): ResolvedFilesOptions {
   if (opts.credentials !== undefined && !isCredentialsLike(opts.credentials)) {
     throw new TypeError('artos-files: invalid option "credentials": expected {accessKeyId, secretAccessKey, sessionToken?} or a provider function')
   }
+  const registry = typeof opts.metrics === 'object' ? opts.metrics.registry : undefined
+  if (registry !== undefined && !isRegistryLike(registry)) {
+    throw new TypeError('artos-files: invalid option "metrics.registry": expected a prom-client Registry')
+  }
   return {
     ...opts,
     region: opts.region ?? 'us-east-1',
@@ -194,8 +245,15 @@ export function resolveFilesOptions (options: unknown): ResolvedFilesOptions {
     expiresIn: opts.expiresIn ?? 3600,
     proxy: { ...DEFAULT_PROXY_OPTIONS, ...opts.proxy },
     rateLimit: opts.rateLimit === false ? false : { ...DEFAULT_RATE_LIMITS, ...opts.rateLimit },
+    metrics: opts.metrics === undefined || opts.metrics === false ? false : opts.metrics === true ? {} : opts.metrics,
+    tracing: opts.tracing ?? false,
     audit: opts.audit === false ? false : { ...DEFAULT_AUDIT_OPTIONS, ...opts.audit }
   }
+}
+
+function isRegistryLike (value: unknown): boolean {
+  const registry = value as Partial<Registry> | null
+  return typeof registry === 'object' && registry !== null && typeof registry.registerMetric === 'function' && typeof registry.metrics === 'function'
 }
 
 function isCredentialsLike (value: unknown): boolean {

@@ -54,16 +54,16 @@ export function requestedDisposition (request: PresignItem): string | undefined 
 export function createPresignedGets ({ origin, signingRegion, expiresIn }: PresignedGetsOptions): PresignedGets {
   const sigv4 = createSigV4Query(signingRegion)
   const prefix = `${origin.protocol}//${origin.authority}`
+  // The items of a batch share one instant; signing only reads it.
+  let signedAt = new Date(NaN)
 
   return {
     sign (request, credentials, now) {
-      const signedAt = new Date(now)
       // Extra parameters, canonical: encoded, and in code-point order (r < v).
       const disposition = requestedDisposition(request)
-      const extra = [
-        disposition === undefined ? '' : `response-content-disposition=${encodeRfc3986(disposition)}`,
-        request.versionId === undefined ? '' : `versionId=${encodeRfc3986(request.versionId)}`
-      ].filter(part => part !== '').join('&')
+      let extra = disposition === undefined ? '' : `response-content-disposition=${encodeRfc3986(disposition)}`
+      if (request.versionId !== undefined) extra += `${extra === '' ? '' : '&'}versionId=${encodeRfc3986(request.versionId)}`
+      if (now !== signedAt.getTime()) signedAt = new Date(now)
       const url = sigv4.presign({
         protocol: origin.protocol,
         host: origin.authority,

@@ -3,9 +3,9 @@
  * shut down gracefully. Without S3 or JWT configuration outside production, a
  * dev environment (embedded local S3, persisted dev secret) fills the gaps.
  */
+import { metricsOf } from './decorators.js'
 import { resolve } from 'node:path'
 import closeWithGrace from 'close-with-grace'
-import { buildApp } from './app.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import type { FilesOptions } from './options.js'
 
@@ -22,6 +22,10 @@ async function main (): Promise<void> {
     throw err
   }
 
+  // The tracing SDK only when traces go somewhere, and before Fastify is loaded.
+  const tracing = config.tracing === undefined ? undefined : await (await import('./tracing.js')).startTracing(config.tracing)
+  const { buildApp } = await import('./app.js')
+
   // Imported only when needed, so production installs need not carry s3rver.
   const needsDev = config.files.bucket === undefined || config.files.jwt === undefined
   const dev = needsDev ? await (await import('./dev-environment.js')).prepareDevEnvironment(config.files, resolve(config.dataDir)) : undefined
@@ -35,11 +39,19 @@ async function main (): Promise<void> {
     maxEventLoopDelayMs: config.maxEventLoopDelayMs
   })
 
+  // Scraped on a port of its own, never the API's (src/metrics-server.ts).
+  const metrics = config.metricsPort === undefined
+    ? undefined
+    : await (await import('./metrics-server.js')).listenMetrics(metricsOf(app).registry, { host: config.host, port: config.metricsPort })
+  if (metrics !== undefined) app.log.info({ url: metrics.url }, 'metrics listening')
+
   // In-flight downloads get SHUTDOWN_GRACE_MS to finish; a second signal exits at once.
   closeWithGrace({ delay: config.shutdownGraceMs }, async ({ signal, err }) => {
     if (err !== undefined) app.log.error({ err }, 'shutting down after an unexpected error')
     else app.log.info({ signal }, 'shutting down')
     await app.close()
+    await metrics?.close()
+    await tracing?.shutdown()
     await dev?.close()
   })
 

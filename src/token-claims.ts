@@ -4,6 +4,13 @@
  * other issuers cost no key lookup), and when it says it was issued.
  */
 
+/** Claims of a verified token; only `exp` and the organization claim matter to us. */
+export interface TokenClaims {
+  [claim: string]: unknown
+  sub?: string
+  exp?: number
+}
+
 /**
  * Whether a payload, verified or not, names our issuer and, when we have one,
  * our audience. Exact strings, as fast-jwt compares them; fast-jwt still

@@ -1,6 +1,8 @@
 import t from 'tap'
 import { ConfigError, loadConfig } from '../src/config.js'
-import { resolveFilesOptions } from '../src/options.js'
+import fc from 'fast-check'
+import { isDeepStrictEqual } from 'node:util'
+import { DEFAULT_PROXY_OPTIONS, DEFAULT_RATE_LIMITS, definedOnly, resolveFilesOptions } from '../src/options.js'
 
 const SECRET = 's'.repeat(32)
 
@@ -75,6 +77,46 @@ t.test('plugin options are validated at register time, naming the bad option', a
   t.equal(resolved.region, 'us-east-1')
 })
 
+t.test('an option set to undefined is an option not set (hosts with exactOptionalPropertyTypes pass process.env values as they are)', async t => {
+  const jwt = { secret: SECRET }
+  const credentials = async () => ({ accessKeyId: 'a', secretAccessKey: 'b' })
+  const resolved = resolveFilesOptions({
+    bucket: 'bucket',
+    jwt: { ...jwt, audience: undefined, issuer: undefined },
+    region: undefined,
+    endpoint: undefined,
+    credentials,
+    expiresIn: undefined,
+    useHostJwt: undefined,
+    proxy: { connectTimeoutMs: undefined, maxConcurrentDownloads: 5 },
+    rateLimit: { presignPerMinute: undefined, redisUrl: undefined },
+    proxyLinks: undefined
+  })
+  t.same(resolved.proxy, { ...DEFAULT_PROXY_OPTIONS, maxConcurrentDownloads: 5 }, 'an undefined timeout keeps its default')
+  t.same(resolved.rateLimit, DEFAULT_RATE_LIMITS, 'so does an undefined limit')
+  t.same(resolved.jwt, jwt)
+  t.equal(resolved.region, 'us-east-1')
+  t.equal(resolved.expiresIn, 3600)
+  t.equal(resolved.credentials, credentials, 'non-plain values are passed on as they are')
+  t.notOk('endpoint' in resolved || 'proxyLinks' in resolved, 'no undefined option is passed on')
+  const client = new (class S3Like { region = undefined })()
+  t.equal(definedOnly({ s3Client: client }).s3Client, client, 'class instances (an S3Client) are not rebuilt')
+
+  // Any optional options set to undefined resolve like the same options left out.
+  const base = { bucket: 'bucket', jwt, proxy: { idleTimeoutMs: 1000 }, rateLimit: { proxyPerMinute: 7 } }
+  const optional = ['region', 'endpoint', 'forcePathStyle', 'credentials', 's3Client', 'orgClaim', 'expiresIn', 'proxyLinks', 'healthRoutes', 'prefix', 'proxy.connectTimeoutMs', 'proxy.maxConcurrentDownloads', 'rateLimit.presignPerMinute', 'rateLimit.redisUrl', 'jwt.audience', 'jwt.issuer']
+  const expected = resolveFilesOptions(base)
+  t.doesNotThrow(() => fc.assert(fc.property(fc.subarray(optional), names => {
+    const options = structuredClone(base) as unknown as Record<string, Record<string, unknown>>
+    for (const name of names) {
+      const [outer, inner] = name.split('.') as [string, string | undefined]
+      if (inner === undefined) options[outer] = undefined as never
+      else options[outer] = { ...options[outer], [inner]: undefined }
+    }
+    return isDeepStrictEqual(resolveFilesOptions(options), expected)
+  }), { numRuns: 300 }), 'any subset of optional options set to undefined')
+})
+
 t.test('hardening settings: CORS origins are exact, limits and Redis are passed on', async t => {
   const config = loadConfig({
     CORS_ORIGINS: 'https://app.artosai.com, http://localhost:3000',
@@ -105,6 +147,36 @@ t.test('npm start sets the glibc malloc setting the proxy benchmark runs its ser
   for (const [name, value] of entries) {
     t.match(pkg.scripts.start, `${name}=\${${name}:-${value}}`, `${name}=${value}, unless the environment sets it`)
   }
+})
+
+t.test('METRICS_PORT turns metrics on, on a port other than the API\'s', async t => {
+  const off = loadConfig({})
+  t.equal(off.metricsPort, undefined)
+  t.equal(off.files.metrics, false, 'off by default')
+  const on = loadConfig({ METRICS_PORT: '9464' })
+  t.equal(on.metricsPort, 9464)
+  t.equal(on.files.metrics, true)
+  t.equal(loadConfig({ METRICS_PORT: '0', PORT: '0' }).metricsPort, 0, 'any free port (tests)')
+  t.throws(() => loadConfig({ METRICS_PORT: '8000' }), /METRICS_PORT must differ from PORT/)
+  t.throws(() => loadConfig({ METRICS_PORT: 'ninety' }), /METRICS_PORT/)
+  t.throws(() => resolveFilesOptions({ bucket: 'bucket', jwt: { secret: SECRET }, metrics: { registry: {} } }), /invalid option "metrics.registry"/)
+  t.same(resolveFilesOptions({ bucket: 'bucket', jwt: { secret: SECRET } }).metrics, false)
+  t.same(resolveFilesOptions({ bucket: 'bucket', jwt: { secret: SECRET }, metrics: true }).metrics, {})
+})
+
+t.test('traces are on only when an OTLP endpoint is named, over HTTP', async t => {
+  t.equal(loadConfig({}).tracing, undefined)
+  t.equal(loadConfig({}).files.tracing, false, 'off by default')
+  const on = loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' })
+  t.same(on.tracing, { protocol: 'http/protobuf' }, 'OTLP\'s default protocol')
+  t.equal(on.files.tracing, true)
+  t.same(loadConfig({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://collector:4318/v1/traces', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }).tracing, { protocol: 'http/json' })
+  t.same(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/protobuf' }).tracing, { protocol: 'http/protobuf' }, 'the traces-specific variable wins')
+  t.equal(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_SDK_DISABLED: 'true' }).tracing, undefined, 'OTEL_SDK_DISABLED')
+  t.equal(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_EXPORTER: 'none' }).tracing, undefined, 'OTEL_TRACES_EXPORTER=none')
+  t.equal(loadConfig({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }).tracing, undefined, 'no endpoint, no traces')
+  t.throws(() => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }), /OTEL_EXPORTER_OTLP_PROTOCOL=grpc is not supported: use http\/protobuf/)
+  t.throws(() => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }), /OTEL_EXPORTER_OTLP_ENDPOINT/)
 })
 
 t.test('audit trail: AUDIT_* are mapped only when set; the options schema owns the defaults', async t => {

@@ -59,6 +59,8 @@ t.test('the served document agrees with openapi-v1.json', async t => {
       t.same(Object.keys(ours.responses).sort(), Object.keys(operation.responses).sort(), `${where}: response codes`)
       t.same(substance(ours.responses), substance(operation.responses), `${where}: responses and their schemas`)
       t.same(substance(ours.security), substance(operation.security), `${where}: security`)
+      // Stated per operation, not only document-wide: a host's document that embeds it has no such default.
+      t.ok(Array.isArray(operation.security), `${where}: states its own security`)
     }
   }
   t.same(substance(served.components.schemas), substance(contract.components.schemas), 'same component schemas')

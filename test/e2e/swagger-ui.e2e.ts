@@ -7,31 +7,12 @@
  */
 import t from 'tap'
 import { mkdir, readFile } from 'node:fs/promises'
-import { chromium, type Page } from 'playwright-core'
 import { startTestS3 } from '../helpers/s3.js'
 import { buildTestApp } from '../helpers/app.js'
 import { orgToken } from '../helpers/tokens.js'
+import { authorize, launchChromium, tryItOut } from '../helpers/swagger-ui.js'
 
 const ARTIFACTS = new URL('../../artifacts/', import.meta.url)
-const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-
-async function authorize (page: Page, token: string): Promise<void> {
-  await page.click('button.authorize')
-  await page.fill('.modal-ux input[type="text"]', token)
-  await page.click('.modal-ux .auth-btn-wrapper button.authorize')
-  await page.click('.modal-ux .auth-btn-wrapper button.btn-done')
-}
-
-async function tryItOut (page: Page, operationSelector: string, fill: (operation: ReturnType<Page['locator']>) => Promise<void>) {
-  const operation = page.locator(operationSelector)
-  await operation.locator('.opblock-summary').first().click()
-  await operation.locator('button.try-out__btn').click()
-  await fill(operation)
-  await operation.locator('button.execute').click()
-  const status = operation.locator('.live-responses-table .response .response-col_status').first()
-  await status.waitFor({ timeout: 15_000 })
-  return { operation, status: (await status.innerText()).trim() }
-}
 
 t.test('Swagger UI: Authorize, then Try it out on every operation', async t => {
   const s3 = await startTestS3(t)
@@ -41,12 +22,7 @@ t.test('Swagger UI: Authorize, then Try it out on every operation', async t => {
   const contents = Buffer.from('%PDF-1.4 pretend protocol\n')
   await s3.put(key, contents, 'application/pdf')
 
-  const browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic']
-  })
-  t.teardown(async () => { await browser.close() })
+  const browser = await launchChromium(t)
   const page = await browser.newPage({ viewport: { width: 1280, height: 2000 }, acceptDownloads: true })
   const external: string[] = []
   page.on('request', request => {

@@ -14,6 +14,9 @@ export async function buildTestApp (t: Teardown, s3: TestS3, overrides: Partial<
     forcePathStyle: s3.forcePathStyle,
     credentials: s3.credentials,
     jwt: { secret: TEST_SECRET },
+    // Test machines are shared and busy: only the tests about load shedding
+    // (which set a low maxEventLoopDelayMs themselves) should ever meet it.
+    maxEventLoopUtilization: 1,
     ...overrides
   })
   t.teardown(async () => { await app.close() })
