@@ -26,6 +26,8 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
   if (opts.redisUrl !== undefined) {
     // Fail fast rather than queue: a slow Redis must not stall requests.
     redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 1, connectTimeout: 2_000, commandTimeout: 1_000, enableOfflineQueue: false, lazyConnect: true })
+    // A lost connection is logged once per error, not thrown as an unhandled 'error' event (requests fail open).
+    redis.on('error', (err: Error) => { fastify.log.warn({ err }, 'rate limit store: Redis connection error') })
     try {
       await redis.connect()
     } catch (err) {

@@ -12,9 +12,9 @@ import { checkPresignedUrl, keyOrganization } from '../src/presigned-url.js'
 import { PROXY_LINK_PATH } from '../src/proxy-link.js'
 import { DOWNLOAD_CSP, mediaTypeEssence, presentDownload } from '../src/download-safety.js'
 import type { PresignedGet } from '../src/presigned-url.js'
-import { errorHandler } from '../src/error-handler.js'
+import { errorHandler, errorResponseFor } from '../src/error-handler.js'
 import {
-  ExpiredUrlError, FileNotFoundError, ForbiddenUrlError, InvalidPresignedUrlError, RangeNotSatisfiableError, TooBusyError, UpstreamFailedError
+  ExpiredUrlError, FileNotFoundError, ForbiddenUrlError, InvalidPresignedUrlError, OrganizationDownloadsLimitedError, RangeNotSatisfiableError, TooBusyError, UpstreamFailedError
 } from '../src/errors.js'
 import { operationOf, type Operation } from '../src/operations.js'
 import { recordTouched } from '../src/touched-objects.js'
@@ -72,7 +72,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
     404: errorResponse('File not found'),
     410: errorResponse('Expired or invalid presigned URL'),
     422: errorResponse('Missing or invalid `presigned_url` query parameter'),
-    429: errorResponse('Rate limit of the organization exceeded; see Retry-After'),
+    429: errorResponse('Rate limit of the organization exceeded, or too many of its downloads in progress; see Retry-After'),
     500: errorResponse('Internal server error while proxying file'),
     502: errorResponse('The storage upstream failed or answered garbage'),
     503: errorResponse(isLink ? 'Too many downloads in progress; see Retry-After' : 'Too many downloads in progress, or token verification temporarily unavailable; see Retry-After'),
@@ -84,10 +84,13 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
     attachValidation: true,
     // A body that fails before its first byte surfaces here instead of in the handler.
     errorHandler: (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-      const fromUpstream = error.code?.startsWith('UND_ERR_') === true
       // A refused download may try again shortly.
       if (error instanceof TooBusyError) void reply.header('retry-after', '1')
-      errorHandler(fromUpstream ? filesUpstream.failure(error, request.log) : error, request, reply)
+      if (error instanceof OrganizationDownloadsLimitedError) void reply.header('retry-after', '5')
+      const answer = filesUpstream.answerFor(error, request.log)
+      // The upstream service has logged its failures already, at warn: a storage failure is not our bug.
+      if (filesUpstream.reported(answer)) void reply.code(answer.statusCode ?? 502).send(errorResponseFor(answer))
+      else errorHandler(answer, request, reply)
     },
     // A link's organization is its key's: known before rate limits and slots are counted.
     ...(isLink ? { preValidation: organizationFromLink } : {})
@@ -129,7 +132,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
 
     const attributes = { 'artos.operation': operationOf(request) ?? mode.operations.get, 'http.request.method': 'GET', ...upstreamServer }
     const upstream = await traced.span('artos.upstream.fetch', { kind: 'client', attributes }, async annotate => {
-      const response = await filesUpstream.fetch(upstreamUrl, { headers, client: reply.raw, log: request.log })
+      const response = await filesUpstream.fetch(upstreamUrl, { headers, client: reply.raw, log: request.log, organization: requireOrganization(request) })
       annotate({ 'http.response.status_code': response.statusCode })
       return response
     })

@@ -3,6 +3,7 @@
  * standalone Fastify instance the way src/server.ts and the tests use it.
  */
 import { randomUUID } from 'node:crypto'
+import type { LookupFunction } from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
 import fastifyCors from '@fastify/cors'
 import fastifyUnderPressure from '@fastify/under-pressure'
@@ -11,7 +12,7 @@ import { Ajv } from 'ajv'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import authPlugin from '../plugins/auth.js'
 import s3Plugin from '../plugins/s3.js'
-import upstreamPlugin from '../plugins/upstream.js'
+import upstreamPlugin, { kLookup } from '../plugins/upstream.js'
 import auditPlugin from '../plugins/audit.js'
 import filesRoutes from '../routes/files.js'
 import presignBatchRoutes from '../routes/presign-batch.js'
@@ -61,7 +62,11 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
     s3Client: opts.s3Client,
     expiresIn: opts.expiresIn
   })
-  await fastify.register(upstreamPlugin, opts.proxy)
+  await fastify.register(upstreamPlugin, {
+    ...opts.proxy,
+    redisUrl: opts.rateLimit === false ? undefined : opts.rateLimit.redisUrl,
+    lookup: (options as { [kLookup]?: LookupFunction })[kLookup]
+  })
   if (opts.metrics !== false) metricsOf(fastify).observeDownloads(() => filesUpstreamOf(fastify).inFlight)
   if (opts.healthRoutes === true) await fastify.register(healthRoutes)
   // One set of per-organization budgets for every route group below.

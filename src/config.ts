@@ -5,7 +5,7 @@
  */
 import { envSchema } from 'env-schema'
 import { Type, type Static } from '@sinclair/typebox'
-import type { FilesOptions, JwtOptions } from './options.js'
+import { definedOnly, ProxyOptions, type FilesOptions, type JwtOptions } from './options.js'
 
 /** OTLP over HTTP; gRPC would need another exporter (and @grpc/grpc-js) for the same collectors. */
 const OTLP_PROTOCOLS = ['http/protobuf', 'http/json'] as const
@@ -37,6 +37,11 @@ export const EnvSchema = Type.Object({
   PROXY_LINKS: Type.Boolean({ default: false }),
   PUBLIC_BASE_URL: Type.Optional(Type.String({ pattern: '^https?://[^/?#]+(/[^?#]*)?$' })),
   PROXY_MAX_CONCURRENT_DOWNLOADS: Type.Integer({ minimum: 1, default: 256 }),
+  // Bounds and defaults are the options schema's (src/options.ts).
+  PROXY_MAX_DOWNLOADS_PER_ORG: ProxyOptions.properties.maxDownloadsPerOrg,
+  PROXY_DOWNLOAD_DEADLINE_MS: ProxyOptions.properties.downloadDeadlineMs,
+  PROXY_MIN_BYTES_PER_SECOND: ProxyOptions.properties.minBytesPerSecond,
+  PROXY_TRANSFER_WINDOW_MS: ProxyOptions.properties.transferWindowMs,
   MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 10, default: 1000 }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 30000 }),
   METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
@@ -138,7 +143,16 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
         proxyPerMinute: parsed.RATE_LIMIT_PROXY_PER_MIN,
         ...(parsed.REDIS_URL === undefined ? {} : { redisUrl: parsed.REDIS_URL })
       },
-      proxy: { maxConcurrentDownloads: parsed.PROXY_MAX_CONCURRENT_DOWNLOADS },
+      proxy: {
+        maxConcurrentDownloads: parsed.PROXY_MAX_CONCURRENT_DOWNLOADS,
+        // Unset variables leave their option out: the options schema's default applies.
+        ...definedOnly({
+          maxDownloadsPerOrg: parsed.PROXY_MAX_DOWNLOADS_PER_ORG,
+          downloadDeadlineMs: parsed.PROXY_DOWNLOAD_DEADLINE_MS,
+          minBytesPerSecond: parsed.PROXY_MIN_BYTES_PER_SECOND,
+          transferWindowMs: parsed.PROXY_TRANSFER_WINDOW_MS
+        })
+      },
       metrics: parsed.METRICS_PORT !== undefined,
       tracing: tracing !== undefined,
       ...(parsed.PROXY_LINKS && parsed.PUBLIC_BASE_URL !== undefined ? { proxyLinks: { publicBaseUrl: parsed.PUBLIC_BASE_URL } } : {}),

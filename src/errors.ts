@@ -38,6 +38,8 @@ export const UpstreamTimeoutError = createError('ARTOS_UPSTREAM_TIMEOUT', 'Stora
 export const RangeNotSatisfiableError = createError('ARTOS_RANGE_NOT_SATISFIABLE', 'Range not satisfiable', 416)
 export const RateLimitedError = createError<[string]>('ARTOS_RATE_LIMITED', 'Too many requests for this organization; retry in %s', 429)
 export const TooBusyError = createError('ARTOS_TOO_BUSY', 'Too many downloads in progress; retry shortly', 503)
+/** One organization's downloads in progress, across every instance sharing Redis, are at its cap. */
+export const OrganizationDownloadsLimitedError = createError('ARTOS_ORGANIZATION_DOWNLOADS_LIMITED', 'Too many downloads in progress for this organization; retry shortly', 429)
 export const OverloadedError = createError('ARTOS_OVERLOADED', 'Service is overloaded; retry later', 503)
 /** The client went away before the upstream answered; nobody reads this, it only keeps the logs honest. */
 export const ClientClosedRequestError = createError('ARTOS_CLIENT_CLOSED_REQUEST', 'Client closed the request', 499)

@@ -41,14 +41,36 @@ export const ProxyOptions = Type.Object({
   /** Longest silence between two body chunks. */
   idleTimeoutMs: Optional(Milliseconds),
   /** Downloads streamed at once by this instance; more get 503 + Retry-After. */
-  maxConcurrentDownloads: Optional(Type.Integer({ minimum: 1, maximum: 100_000 }))
+  maxConcurrentDownloads: Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+  /** Downloads one organization may have in progress (on all instances, with Redis); more get 429 + Retry-After. */
+  maxDownloadsPerOrg: Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+  /** Longest a download may last, however it progresses (up to 7 days). */
+  downloadDeadlineMs: Optional(Type.Integer({ minimum: 1, maximum: 7 * 24 * 3_600_000 })),
+  /** Slowest a download may move, averaged over each `transferWindowMs`, whichever side is slow; 0 turns it off. */
+  minBytesPerSecond: Optional(Type.Integer({ minimum: 0, maximum: 1024 ** 3 })),
+  /** Window the transfer rate is averaged over. */
+  transferWindowMs: Optional(Milliseconds)
 }, { additionalProperties: false })
 export type ProxyOptions = Static<typeof ProxyOptions>
 
 /** All of T's properties, set. */
 type Defined<T> = { [K in keyof T]-?: Exclude<T[K], undefined> }
 
-export const DEFAULT_PROXY_OPTIONS: Defined<ProxyOptions> = { connectTimeoutMs: 5_000, headersTimeoutMs: 15_000, idleTimeoutMs: 30_000, maxConcurrentDownloads: 256 }
+export const DEFAULT_PROXY_OPTIONS: Defined<ProxyOptions> = {
+  connectTimeoutMs: 5_000,
+  headersTimeoutMs: 15_000,
+  idleTimeoutMs: 30_000,
+  maxConcurrentDownloads: 256,
+  // An eighth of an instance's slots: eight busy organizations fill one, none alone can.
+  maxDownloadsPerOrg: 32,
+  // 6 hours: a 5 GiB object at 256 KiB/s; well past any presigned URL's usual hour.
+  downloadDeadlineMs: 6 * 3_600_000,
+  // 64 KiB/s (0.5 Mbit/s) per 30 s window: below any link a multi-GiB download is
+  // sensibly made over, yet holding all 256 slots then costs 128 Mbit/s received.
+  // 30 s rides out TCP stalls, Wi-Fi roaming and GC pauses, like the idle timeout.
+  minBytesPerSecond: 64 * 1024,
+  transferWindowMs: 30_000
+}
 
 /** Per-organization request limits (per minute), shared through Redis when `redisUrl` is set. */
 export const RateLimitOptions = Type.Object({

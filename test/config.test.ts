@@ -138,6 +138,22 @@ t.test('hardening settings: CORS origins are exact, limits and Redis are passed 
   t.throws(() => loadConfig({ RATE_LIMIT_PRESIGN_PER_MIN: '0' }), /RATE_LIMIT_PRESIGN_PER_MIN/)
 })
 
+t.test('download caps, deadline and transfer floor: env vars reach the proxy options; unset, the options schema decides', async t => {
+  const config = loadConfig({ PROXY_MAX_DOWNLOADS_PER_ORG: '4', PROXY_DOWNLOAD_DEADLINE_MS: '7200000', PROXY_MIN_BYTES_PER_SECOND: '0', PROXY_TRANSFER_WINDOW_MS: '10000' })
+  t.same(config.files.proxy, { maxConcurrentDownloads: 256, maxDownloadsPerOrg: 4, downloadDeadlineMs: 7_200_000, minBytesPerSecond: 0, transferWindowMs: 10_000 })
+  t.same(loadConfig({}).files.proxy, { maxConcurrentDownloads: 256 }, 'nothing set, nothing passed')
+  const resolved = resolveFilesOptions({ bucket: 'bucket', jwt: { secret: SECRET } })
+  t.equal(resolved.proxy.maxDownloadsPerOrg, 32, 'default per-organization cap: 32')
+  t.throws(() => loadConfig({ PROXY_MAX_DOWNLOADS_PER_ORG: '0' }), /PROXY_MAX_DOWNLOADS_PER_ORG/)
+  t.equal(resolved.proxy.downloadDeadlineMs, 6 * 3_600_000, 'default deadline: 6 h')
+  t.equal(resolved.proxy.minBytesPerSecond, 64 * 1024, 'default floor: 64 KiB/s')
+  t.equal(resolved.proxy.transferWindowMs, 30_000, 'default window: 30 s')
+  t.throws(() => loadConfig({ PROXY_TRANSFER_WINDOW_MS: '0' }), /PROXY_TRANSFER_WINDOW_MS/)
+  t.throws(() => loadConfig({ PROXY_MIN_BYTES_PER_SECOND: '-1' }), /PROXY_MIN_BYTES_PER_SECOND/)
+  t.throws(() => loadConfig({ PROXY_DOWNLOAD_DEADLINE_MS: String(8 * 24 * 3_600_000) }), /PROXY_DOWNLOAD_DEADLINE_MS/, 'beyond 7 days')
+  t.throws(() => resolveFilesOptions({ bucket: 'bucket', jwt: { secret: SECRET }, proxy: { minBytesPerSecond: -1 } }), /invalid option "proxy.minBytesPerSecond"/)
+})
+
 t.test('npm start sets the glibc malloc setting the proxy benchmark runs its server with', async t => {
   const { readFile } = await import('node:fs/promises')
   const { SERVICE_MALLOC_ENV } = await import('../bench/lib.js')

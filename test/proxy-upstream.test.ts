@@ -6,8 +6,9 @@
  */
 import t, { type Test } from 'tap'
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
-import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net'
+import { createServer as createTcpServer, type AddressInfo, type LookupFunction, type Socket } from 'node:net'
 import { buildApp, type BuildAppOptions } from '../src/app.js'
+import { kLookup } from '../plugins/upstream.js'
 import { orgToken, TEST_SECRET } from './helpers/tokens.js'
 import { presignedUrlFor, proxyPath } from './helpers/presign.js'
 
@@ -41,6 +42,8 @@ async function appFor (t: Test, endpoint: string, overrides: Partial<BuildAppOpt
     forcePathStyle: true,
     credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test-secret' },
     jwt: { secret: TEST_SECRET },
+    // Shared, busy test machines: load shedding is not what these tests are about.
+    maxEventLoopUtilization: 1,
     proxy: { connectTimeoutMs: 1000, headersTimeoutMs: 500, idleTimeoutMs: 500 },
     ...overrides
   })
@@ -276,6 +279,68 @@ t.test('forged and foreign URLs are refused without any outbound request', async
     t.equal(res.statusCode, status, name)
   }
   t.equal(upstream.requests.length, 0, 'no request ever left the process')
+})
+
+t.test('connect time: a name that resolves to a link-local or metadata address is refused with a 502', async t => {
+  const upstream = await startUpstream(t, (_req, res) => { res.end('from the double') })
+  const port = new URL(upstream.endpoint).port
+  // The endpoint is a name; what it resolves to is decided by this table, per test.
+  let answers: Array<{ address: string, family: number }> = []
+  const lookups: string[] = []
+  const lookup = ((hostname: string, options: { all?: boolean }, callback: (...args: unknown[]) => void) => {
+    lookups.push(hostname)
+    if (options.all === true) callback(null, answers)
+    else callback(null, answers[0].address, answers[0].family)
+  }) as unknown as LookupFunction
+  const lines: string[] = []
+  const logger = { level: 'warn', stream: { write: (line: string) => { lines.push(line) } } }
+  const { app } = await appFor(t, `http://storage.test:${port}`, { logger, [kLookup]: lookup } as Partial<BuildAppOptions>)
+  const download = async () => await app.inject({ method: 'GET', url: proxyPath(await presignedUrlFor(app, 'org-1/a.txt')), headers: auth })
+
+  answers = [{ address: '127.0.0.1', family: 4 }]
+  const fine = await download()
+  t.equal(fine.statusCode, 200, 'storage.test → 127.0.0.1: served')
+  t.equal(fine.body, 'from the double')
+  t.same(lookups, ['storage.test'], 'the name is resolved when connecting')
+
+  // Not the metadata addresses themselves (test/address-policy.test.ts has those):
+  // should this check ever regress, the test must not talk to a real metadata service.
+  const refused: Array<Array<{ address: string, family: number }>> = [
+    [{ address: '169.254.1.1', family: 4 }],
+    [{ address: 'fd00:ec2::1', family: 6 }],
+    [{ address: 'fe80::1%eth0', family: 6 }],
+    [{ address: '::ffff:169.254.2.2', family: 6 }],
+    [{ address: '127.0.0.1', family: 4 }, { address: '169.254.3.3', family: 4 }]
+  ]
+  for (const answer of refused) {
+    answers = answer
+    lines.length = 0
+    // A fresh connection each time: the pooled one to 127.0.0.1 would be reused otherwise.
+    await app.close()
+    const { app: fresh } = await appFor(t, `http://storage.test:${port}`, { logger, [kLookup]: lookup } as Partial<BuildAppOptions>)
+    const started = Date.now()
+    const res = await fresh.inject({ method: 'GET', url: proxyPath(await presignedUrlFor(fresh, 'org-1/a.txt')), headers: auth })
+    const label = answer.map(entry => entry.address).join(' + ')
+    t.equal(res.statusCode, 502, `storage.test → ${label}: 502`)
+    t.equal(res.json().code, 'ARTOS_UPSTREAM_FAILED')
+    t.notMatch(res.body, /169\.254|fd00|fe80|storage\.test/, 'the body names no address')
+    t.ok(Date.now() - started < 1000, 'refused at once, no connect timeout')
+    const warned = lines.map(line => JSON.parse(line) as { level: number, msg: string, addresses?: string[] })
+    t.same(warned.map(line => line.level), [40], 'one line, at warn, nothing at error')
+    t.match(warned[0]?.msg, /link-local or metadata/)
+    t.ok(warned[0]?.addresses?.some(address => !address.startsWith('127.')), 'naming the refused address')
+  }
+  t.equal(upstream.requests.length, 1, 'only the first download reached the double')
+})
+
+t.test('connect time: a literal IP endpoint is not looked up', async t => {
+  const upstream = await startUpstream(t, (_req, res) => { res.end('ok') })
+  const lookups: string[] = []
+  const lookup = ((hostname: string) => { lookups.push(hostname) }) as unknown as LookupFunction
+  const { app } = await appFor(t, upstream.endpoint, { [kLookup]: lookup } as Partial<BuildAppOptions>)
+  const res = await app.inject({ method: 'GET', url: proxyPath(await presignedUrlFor(app, 'org-1/a.txt')), headers: auth })
+  t.equal(res.statusCode, 200)
+  t.same(lookups, [], 'connected to the configured address as it is')
 })
 
 async function startRawUpstream (t: Test, onSocket: (socket: Socket) => void) {

@@ -44,7 +44,7 @@ t.test('Redis lost while running: requests are served (fail open), not refused',
   t.teardown(() => { redis.kill('SIGKILL') })
   const s3 = await startTestS3(t)
   let app: Awaited<ReturnType<typeof buildTestApp>> | undefined
-  for (let attempt = 0; app === undefined && attempt < 50; attempt++) {
+  for (let attempt = 0; app === undefined && attempt < 200; attempt++) {
     app = await buildTestApp(t, s3, { rateLimit: { presignPerMinute: 100, proxyPerMinute: 100, redisUrl: `redis://127.0.0.1:${port}` } }).catch(async () => {
       await new Promise(resolve => setTimeout(resolve, 100))
       return undefined
