@@ -7,6 +7,7 @@ import { errorResponse, GeneratePresignedUrlRequest, GeneratePresignedUrlRespons
 import { checkPresignRequest } from '../src/presign-request.js'
 import { presignError, PresignFailedError } from '../src/errors.js'
 import { proxyLinkFor } from '../src/proxy-link.js'
+import { recordTouched } from '../src/touched-objects.js'
 import { filesS3Of, requireOrganization } from '../src/decorators.js'
 import { BEARER_SECURITY, declareBearerScheme } from '../src/openapi-security.js'
 import { tracerOf } from '../plugins/tracing.js'
@@ -38,10 +39,12 @@ const filesRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = async (fast
         415: errorResponse('Request body is not application/json'),
         429: errorResponse('Rate limit of the organization exceeded; see Retry-After'),
         500: errorResponse('Failed to generate presigned URL'),
-        503: errorResponse('Token verification is temporarily unavailable (identity provider keys unreachable)')
+        503: errorResponse('Token verification is temporarily unavailable (identity provider keys unreachable), or the audit log cannot record the grant (`ARTOS_AUDIT_UNAVAILABLE`: no URL is handed out)')
       }
     }
   }, async (request, reply) => {
+    const { key, versionId } = request.body
+    recordTouched(request, [{ key, versionId }])
     const verdict = checkPresignRequest(request.body, requireOrganization(request))
     if (!verdict.ok) throw presignError(verdict)
     let signed
@@ -53,6 +56,7 @@ const filesRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = async (fast
     }
     reply.header('cache-control', 'no-store')
     const { url, expiresAt } = signed
+    recordTouched(request, [{ key, versionId, expiresAt }])
     return { url, expiresAt: expiresAt.toISOString(), ...(linkFor === undefined ? {} : { proxyUrl: linkFor(url) }) }
   })
 }

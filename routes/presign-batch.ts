@@ -10,6 +10,7 @@ import { checkPresignRequest, type PresignVerdict } from '../src/presign-request
 import type { SignedGet } from '../src/presigned-get.js'
 import { presignError, PresignFailedError } from '../src/errors.js'
 import { proxyLinkFor } from '../src/proxy-link.js'
+import { recordTouched, type TouchedObject } from '../src/touched-objects.js'
 import type { PresignRoutesOptions } from './files.js'
 import { filesS3Of, requireOrganization } from '../src/decorators.js'
 import { BEARER_SECURITY, declareBearerScheme } from '../src/openapi-security.js'
@@ -41,7 +42,7 @@ const presignBatchRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = asyn
         415: errorResponse('Request body is not application/json'),
         429: errorResponse('The batch does not fit in the organization\'s remaining presign budget; see Retry-After'),
         500: errorResponse('Failed to generate presigned URLs'),
-        503: errorResponse('Token verification is temporarily unavailable (identity provider keys unreachable)')
+        503: errorResponse('Token verification is temporarily unavailable (identity provider keys unreachable), or the audit log cannot record the grant (`ARTOS_AUDIT_UNAVAILABLE`: no URL is handed out)')
       }
     }
   }, async (request, reply) => {
@@ -64,6 +65,7 @@ const presignBatchRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = asyn
       recordPresignOutcomes(request, { failed: allowed.length, forbidden, invalid: refused - forbidden })
       throw new PresignFailedError()
     }
+    recordTouched(request, touchedItems(items, verdicts, signed))
     reply.header('cache-control', 'no-store')
     // Bytes with a JSON content type are sent as they are; the schema above still documents
     // them (the type provider knows the body only in its object form). As a string, Fastify
@@ -113,6 +115,25 @@ function resultsJson (items: PresignItem[], verdicts: PresignVerdict[], signed: 
     }
   }
   return `${json}]}`
+}
+
+/** Each item's key, version and what it got, for the audit trail (plugins/audit.ts). */
+function touchedItems (items: PresignItem[], verdicts: PresignVerdict[], signed: SignedGet[]): TouchedObject[] {
+  let next = 0
+  // A handful of distinct refusals: their status and code are worked out once each.
+  const refusals = new Map<string, { status: number, code: string }>()
+  return items.map(({ key, versionId }, i) => {
+    const verdict = verdicts[i]
+    if (verdict.ok) return { key, versionId, status: 200, expiresAt: signed[next++].expiresAt }
+    const kind = `${verdict.reason}/${verdict.field}`
+    let refusal = refusals.get(kind)
+    if (refusal === undefined) {
+      const { statusCode, code } = presignError(verdict)
+      refusal = { status: statusCode ?? 400, code }
+      refusals.set(kind, refusal)
+    }
+    return { key, versionId, ...refusal }
+  })
 }
 
 function jsonUrl (url: string): string {

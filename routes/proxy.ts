@@ -17,6 +17,7 @@ import {
   ExpiredUrlError, FileNotFoundError, ForbiddenUrlError, InvalidPresignedUrlError, OrganizationDownloadsLimitedError, RangeNotSatisfiableError, TooBusyError, UpstreamFailedError
 } from '../src/errors.js'
 import { operationOf, type Operation } from '../src/operations.js'
+import { recordTouched } from '../src/touched-objects.js'
 import { filesS3Of, filesUpstreamOf, requireOrganization, setCaller } from '../src/decorators.js'
 import { BEARER_SECURITY, declareBearerScheme } from '../src/openapi-security.js'
 import { tracerOf } from '../plugins/tracing.js'
@@ -98,6 +99,9 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRoutesOptions> = async (fastif
   function check (request: FastifyRequest, organization: string | ((key: string) => string | undefined)): PresignedGet {
     if (request.validationError !== undefined) throw new InvalidPresignedUrlError('give exactly one presigned_url')
     const verdict = checkPresignedUrl((request.query as Record<string, unknown>).presigned_url, s3.objectOrigin, organization, Date.now())
+    // The object asked for, refused or not, once the URL names one in our bucket (for the audit trail).
+    const key = verdict.ok ? verdict.url.key : verdict.key
+    if (key !== undefined) recordTouched(request, [{ key, versionId: verdict.ok ? versionIdOf(verdict.url) : undefined }])
     if (verdict.ok) return verdict.url
     if (verdict.reason === 'invalid') throw new InvalidPresignedUrlError(verdict.message)
     throw verdict.reason === 'forbidden' ? new ForbiddenUrlError() : new ExpiredUrlError()
@@ -236,6 +240,10 @@ async function relay (upstream: Dispatcher.ResponseData, signed: PresignedGet, i
 function discard (upstream: Dispatcher.ResponseData): void {
   upstream.body.on('error', () => {})
   upstream.body.destroy()
+}
+
+function versionIdOf (signed: PresignedGet): string | undefined {
+  return signed.query.find(([name]) => name === 'versionId')?.[1]
 }
 
 function header (upstream: Dispatcher.ResponseData, name: string): string | undefined {

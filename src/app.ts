@@ -13,6 +13,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import authPlugin from '../plugins/auth.js'
 import s3Plugin from '../plugins/s3.js'
 import upstreamPlugin, { kLookup } from '../plugins/upstream.js'
+import auditPlugin from '../plugins/audit.js'
 import filesRoutes from '../routes/files.js'
 import presignBatchRoutes from '../routes/presign-batch.js'
 import proxyRoutes from '../routes/proxy.js'
@@ -31,6 +32,7 @@ import { logRedact, logSerializers, looksLikeJwt, redactUrl } from './log-redact
 import { refuseRepeatedAuthorization } from './repeated-authorization.js'
 import { acceptJsonBodiesOnly } from './json-body.js'
 import { authenticateOf, filesUpstreamOf, METRICS, metricsOf } from './decorators.js'
+import { escapeLineSeparators } from './audit-event.js'
 
 async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promise<void> {
   const opts = resolveFilesOptions(options)
@@ -69,6 +71,8 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
   if (opts.healthRoutes === true) await fastify.register(healthRoutes)
   // One set of per-organization budgets for every route group below.
   if (opts.rateLimit !== false) await fastify.register(rateLimitPlugin, opts.rateLimit)
+  // Before the route groups, so its hooks see every operation of both.
+  if (opts.audit !== false) await fastify.register(auditPlugin, opts.audit)
   const links = opts.proxyLinks === undefined ? {} : { proxyLinkBase: proxyLinkBase(opts.proxyLinks.publicBaseUrl, fastify.prefix) }
   // Every route of the Files API requires a verified token…
   await fastify.register(async function authenticatedRoutes (group) {
@@ -108,7 +112,8 @@ const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 export async function buildApp ({ logger, trustProxy, docs = true, corsOrigins = [], maxEventLoopDelayMs = 1000, maxEventLoopUtilization = 0.98, ...files }: BuildAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: logger === undefined || logger === false ? false : { ...(typeof logger === 'object' ? logger : {}), serializers: logSerializers, redact: logRedact },
+    // streamWrite: a raw U+2028 in a logged key would split the line for some readers (src/audit-event.ts).
+    logger: logger === undefined || logger === false ? false : { ...(typeof logger === 'object' ? logger : {}), serializers: logSerializers, redact: logRedact, hooks: { streamWrite: escapeLineSeparators } },
     trustProxy: trustProxy ?? false,
     // Request ids from the edge are kept (and echoed) so log lines join across services.
     requestIdHeader: false,

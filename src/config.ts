@@ -52,7 +52,11 @@ export const EnvSchema = Type.Object({
   OTEL_EXPORTER_OTLP_PROTOCOL: Type.Optional(Type.String()),
   OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: Type.Optional(Type.String()),
   OTEL_TRACES_EXPORTER: Type.Optional(Type.Union([Type.Literal('otlp'), Type.Literal('none')])),
-  OTEL_SDK_DISABLED: Type.Boolean({ default: false })
+  OTEL_SDK_DISABLED: Type.Boolean({ default: false }),
+  // Audit trail: defaults live in src/options.ts (DEFAULT_AUDIT_OPTIONS), so these are only mapped when set.
+  AUDIT_EVENTS: Type.Optional(Type.Boolean()),
+  AUDIT_LOG_FILE: Type.Optional(Type.String({ minLength: 1 })),
+  AUDIT_LOG_FSYNC: Type.Optional(Type.Boolean())
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -103,6 +107,9 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
   if (parsed.PROXY_LINKS && parsed.PUBLIC_BASE_URL === undefined) {
     throw new ConfigError('PROXY_LINKS=true requires PUBLIC_BASE_URL (where clients reach this API, e.g. https://api.example.com): links are never built from request headers')
   }
+  if (parsed.AUDIT_EVENTS === false && (parsed.AUDIT_LOG_FILE !== undefined || parsed.AUDIT_LOG_FSYNC !== undefined)) {
+    throw new ConfigError('AUDIT_EVENTS=false turns the audit trail off: unset AUDIT_LOG_FILE and AUDIT_LOG_FSYNC, or drop AUDIT_EVENTS=false')
+  }
   if (parsed.METRICS_PORT !== undefined && parsed.METRICS_PORT !== 0 && parsed.METRICS_PORT === parsed.PORT) {
     throw new ConfigError('METRICS_PORT must differ from PORT: metrics are never served on the API port')
   }
@@ -148,9 +155,19 @@ export function loadConfig (env: Record<string, string | undefined>): Config {
       },
       metrics: parsed.METRICS_PORT !== undefined,
       tracing: tracing !== undefined,
-      ...(parsed.PROXY_LINKS && parsed.PUBLIC_BASE_URL !== undefined ? { proxyLinks: { publicBaseUrl: parsed.PUBLIC_BASE_URL } } : {})
+      ...(parsed.PROXY_LINKS && parsed.PUBLIC_BASE_URL !== undefined ? { proxyLinks: { publicBaseUrl: parsed.PUBLIC_BASE_URL } } : {}),
+      ...auditOptionsFrom(parsed)
     }
   }
+}
+
+function auditOptionsFrom (env: Env): Pick<FilesOptions, 'audit'> {
+  if (env.AUDIT_EVENTS === false) return { audit: false }
+  const audit = {
+    ...(env.AUDIT_LOG_FILE === undefined ? {} : { file: env.AUDIT_LOG_FILE }),
+    ...(env.AUDIT_LOG_FSYNC === undefined ? {} : { fsync: env.AUDIT_LOG_FSYNC })
+  }
+  return Object.keys(audit).length === 0 ? {} : { audit }
 }
 
 /** Traces are exported only to an endpoint someone named, and not when OpenTelemetry's own switches say no. */

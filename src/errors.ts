@@ -44,3 +44,5 @@ export const OverloadedError = createError('ARTOS_OVERLOADED', 'Service is overl
 /** The client went away before the upstream answered; nobody reads this, it only keeps the logs honest. */
 export const ClientClosedRequestError = createError('ARTOS_CLIENT_CLOSED_REQUEST', 'Client closed the request', 499)
 export const NotReadyError = createError('ARTOS_NOT_READY', 'Not ready: storage credentials cannot be resolved', 503)
+/** A presign that the audit file could not record is not handed out. */
+export const AuditUnavailableError = createError('ARTOS_AUDIT_UNAVAILABLE', 'Access could not be recorded; retry later', 503)

@@ -36,4 +36,6 @@ export {
 export { checkKeyForOrg, checkKeySyntax, isSafeOrgId, MAX_KEY_BYTES, type KeyVerdict } from './object-key.js'
 export { checkPresignedUrl, objectOriginOf, type ObjectOrigin, type PresignedGet, type UrlVerdict } from './presigned-url.js'
 export { logRedact, logSerializers, redactUrl } from './log-redaction.js'
+// The audit trail's record, and the log-line hardening a host's logger can take (hooks.streamWrite).
+export { escapeLineSeparators, type AuditEvent, type AuditOutcome } from './audit-event.js'
 export * as errors from './errors.js'

@@ -83,6 +83,17 @@ export type RateLimitOptions = Static<typeof RateLimitOptions>
 
 export const DEFAULT_RATE_LIMITS = { presignPerMinute: 1200, proxyPerMinute: 300 }
 
+/** The audit trail (plugins/audit.ts): events go to the log stream, and with `file` also to a JSON-lines file. */
+export const AuditOptions = Type.Object({
+  /** Append every event to this file (created owner-only), before a presign is answered. */
+  file: Optional(Type.String({ minLength: 1 })),
+  /** fdatasync the file before a presign is answered, so its record survives power loss too (default true). */
+  fsync: Optional(Type.Boolean())
+}, { additionalProperties: false })
+export type AuditOptions = Static<typeof AuditOptions>
+
+export const DEFAULT_AUDIT_OPTIONS = { fsync: true }
+
 export const FilesOptionsSchema = Type.Object({
   bucket: Type.String({ minLength: 3, maxLength: 63 }),
   region: Optional(NonEmpty),
@@ -107,6 +118,8 @@ export const FilesOptionsSchema = Type.Object({
     /** Where clients reach this API (links are built from it, never from request headers), e.g. https://api.example.com */
     publicBaseUrl: Type.String({ pattern: '^https?://[^/?#]+(/[^?#]*)?$' })
   }, { additionalProperties: false })),
+  /** Audit events (on by default, to the log stream); `false` turns them off. */
+  audit: Optional(Type.Union([AuditOptions, Type.Literal(false)])),
   /** Also serve GET /health (liveness) and GET /ready (readiness) without authentication. */
   healthRoutes: Optional(Type.Boolean()),
   /**
@@ -137,6 +150,7 @@ export interface ResolvedFilesOptions extends FilesOptions {
   /** false, or where the metrics go (no registry: a new one). */
   metrics: false | { registry?: Registry }
   tracing: boolean
+  audit: false | (Defined<Omit<AuditOptions, 'file'>> & Pick<AuditOptions, 'file'>)
 }
 
 /**
@@ -254,7 +268,8 @@ export function resolveFilesOptions (options: unknown): ResolvedFilesOptions {
     proxy: { ...DEFAULT_PROXY_OPTIONS, ...opts.proxy },
     rateLimit: opts.rateLimit === false ? false : { ...DEFAULT_RATE_LIMITS, ...opts.rateLimit },
     metrics: opts.metrics === undefined || opts.metrics === false ? false : opts.metrics === true ? {} : opts.metrics,
-    tracing: opts.tracing ?? false
+    tracing: opts.tracing ?? false,
+    audit: opts.audit === false ? false : { ...DEFAULT_AUDIT_OPTIONS, ...opts.audit }
   }
 }
 

@@ -34,8 +34,11 @@ export interface PresignedGet {
 
 export type UrlVerdict =
   | { ok: true, url: PresignedGet }
-  /** invalid → 422, forbidden → 403, expired → 410 */
-  | { ok: false, reason: 'invalid' | 'forbidden' | 'expired', message: string }
+  /**
+   * invalid → 422, forbidden → 403, expired → 410. `key` is the object the URL
+   * names, once it is known to name one in our bucket (for the audit trail).
+   */
+  | { ok: false, reason: 'invalid' | 'forbidden' | 'expired', message: string, key?: string }
 
 const REQUIRED_PARAMS = ['X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Date', 'X-Amz-Expires', 'X-Amz-SignedHeaders', 'X-Amz-Signature'] as const
 /**
@@ -67,9 +70,11 @@ const MAX_URL_LENGTH = 8192
 // string mean something other than what it looks like.
 const PRINTABLE_ASCII = /^[\x21-\x7e]+$/
 
-const invalid = (message: string): UrlVerdict => ({ ok: false, reason: 'invalid', message })
-const forbidden = (message: string): UrlVerdict => ({ ok: false, reason: 'forbidden', message })
-const expired = (message: string): UrlVerdict => ({ ok: false, reason: 'expired', message })
+type Refusal = Extract<UrlVerdict, { ok: false }>
+const invalid = (message: string): Refusal => ({ ok: false, reason: 'invalid', message })
+const forbidden = (message: string): Refusal => ({ ok: false, reason: 'forbidden', message })
+const expired = (message: string): Refusal => ({ ok: false, reason: 'expired', message })
+const withKey = (key: string, refusal: Refusal): Refusal => ({ ...refusal, key })
 
 /** The organization a key belongs to: its first segment, when that is a valid organization id. */
 export function keyOrganization (key: string): string | undefined {
@@ -128,26 +133,26 @@ export function checkPresignedUrl (raw: unknown, origin: ObjectOrigin, org: stri
     return forbidden('only S3 URLs are allowed')
   }
   const expectedOrg = typeof org === 'string' ? org : org(key)
-  if (expectedOrg === undefined || !checkKeyForOrg(key, expectedOrg).ok) return forbidden('only S3 URLs are allowed')
+  if (expectedOrg === undefined || !checkKeyForOrg(key, expectedOrg).ok) return withKey(key, forbidden('only S3 URLs are allowed'))
 
   for (const [name, value] of params) {
-    if (!GET_OBJECT_PARAMS.has(name)) return expired('Expired or invalid presigned URL')
+    if (!GET_OBJECT_PARAMS.has(name)) return withKey(key, expired('Expired or invalid presigned URL'))
     const fixed = FIXED_VALUES.get(name)
-    if (fixed !== undefined && value !== fixed) return expired('Expired or invalid presigned URL')
+    if (fixed !== undefined && value !== fixed) return withKey(key, expired('Expired or invalid presigned URL'))
   }
-  if (params.get('X-Amz-SignedHeaders') !== 'host') return expired('Expired or invalid presigned URL')
+  if (params.get('X-Amz-SignedHeaders') !== 'host') return withKey(key, expired('Expired or invalid presigned URL'))
   const amzDate = params.get('X-Amz-Date') as string
   const match = AMZ_DATE.exec(amzDate)
   const expiresText = params.get('X-Amz-Expires') as string
-  if (match === null || !/^\d{1,6}$/.test(expiresText)) return invalid('presigned_url is not a SigV4 presigned URL')
+  if (match === null || !/^\d{1,6}$/.test(expiresText)) return withKey(key, invalid('presigned_url is not a SigV4 presigned URL'))
   const [, y, mo, d, h, mi, s] = match
   const signedAt = new Date(Date.UTC(+y, +mo - 1, +d, +h, +mi, +s))
   // Date.UTC rolls over out-of-range fields (second 60, day 32): insist on a real instant.
-  if (signedAt.toISOString().replace(/[-:]|\.\d{3}/g, '') !== amzDate) return invalid('presigned_url is not a SigV4 presigned URL')
+  if (signedAt.toISOString().replace(/[-:]|\.\d{3}/g, '') !== amzDate) return withKey(key, invalid('presigned_url is not a SigV4 presigned URL'))
   const expiresIn = Number(expiresText)
-  if (expiresIn < 1 || expiresIn > 604800) return expired('Expired or invalid presigned URL')
-  if (signedAt.getTime() - now > MAX_CLOCK_SKEW_MS) return expired('Expired or invalid presigned URL')
-  if (now >= signedAt.getTime() + expiresIn * 1000) return expired('Expired or invalid presigned URL')
+  if (expiresIn < 1 || expiresIn > 604800) return withKey(key, expired('Expired or invalid presigned URL'))
+  if (signedAt.getTime() - now > MAX_CLOCK_SKEW_MS) return withKey(key, expired('Expired or invalid presigned URL'))
+  if (now >= signedAt.getTime() + expiresIn * 1000) return withKey(key, expired('Expired or invalid presigned URL'))
 
   return {
     ok: true,

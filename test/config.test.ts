@@ -194,3 +194,21 @@ t.test('traces are on only when an OTLP endpoint is named, over HTTP', async t =
   t.throws(() => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4317', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }), /OTEL_EXPORTER_OTLP_PROTOCOL=grpc is not supported: use http\/protobuf/)
   t.throws(() => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }), /OTEL_EXPORTER_OTLP_ENDPOINT/)
 })
+
+t.test('audit trail: AUDIT_* are mapped only when set; the options schema owns the defaults', async t => {
+  t.notOk('audit' in loadConfig({}).files, 'unset: the plugin default (events in the log stream, no file)')
+  t.same(loadConfig({ AUDIT_LOG_FILE: '/var/log/artos/audit.jsonl' }).files.audit, { file: '/var/log/artos/audit.jsonl' })
+  t.same(loadConfig({ AUDIT_LOG_FILE: '/a.jsonl', AUDIT_LOG_FSYNC: 'false' }).files.audit, { file: '/a.jsonl', fsync: false })
+  t.equal(loadConfig({ AUDIT_EVENTS: 'false' }).files.audit, false)
+  t.same(loadConfig({ AUDIT_EVENTS: 'true' }).files, loadConfig({}).files, 'true is the default')
+  t.throws(() => loadConfig({ AUDIT_EVENTS: 'false', AUDIT_LOG_FILE: '/a.jsonl' }), new ConfigError('AUDIT_EVENTS=false turns the audit trail off: unset AUDIT_LOG_FILE and AUDIT_LOG_FSYNC, or drop AUDIT_EVENTS=false'))
+  t.throws(() => loadConfig({ AUDIT_LOG_FSYNC: 'sometimes' }), ConfigError)
+
+  const jwt = { secret: SECRET }
+  t.same(resolveFilesOptions({ bucket: 'bucket', jwt }).audit, { fsync: true }, 'on, to the log stream, fsync when a file is set')
+  t.same(resolveFilesOptions({ bucket: 'bucket', jwt, audit: { file: '/a.jsonl' } }).audit, { file: '/a.jsonl', fsync: true })
+  t.equal(resolveFilesOptions({ bucket: 'bucket', jwt, audit: false }).audit, false)
+  t.throws(() => resolveFilesOptions({ bucket: 'bucket', jwt, audit: { fiel: '/a.jsonl' } }), /unknown option "audit.fiel"; did you mean "audit.file"/)
+  t.throws(() => resolveFilesOptions({ bucket: 'bucket', jwt, audit: { file: '' } }), /invalid option "audit/)
+  t.throws(() => resolveFilesOptions({ bucket: 'bucket', jwt, audit: true }), /invalid option "audit"/)
+})

@@ -694,3 +694,40 @@ t.test('property: verdicts on genuine URLs depend only on time as documented', a
     }), { numRuns: 5000 })
   t.pass('5000 generated lifetimes checked')
 })
+
+t.test('refusals name the key (for the audit trail) only once the URL names an object in our bucket', async t => {
+  const keyOf = (verdict: UrlVerdict): string | undefined => verdict.ok ? verdict.url.key : verdict.key
+  const expiredUrl = genuine(PATH_STYLE, 'org-1/a.txt', sigv4Params({ signedAt: NOW - 86_400_000 }))
+  const cases: Array<[string, string, string, string | undefined]> = [
+    ['another organization', genuine(PATH_STYLE, 'org-2/a.txt'), 'forbidden', 'org-2/a.txt'],
+    ['a control character in the key', genuine(PATH_STYLE, 'org-1/a\n{"audit":true}'), 'forbidden', 'org-1/a\n{"audit":true}'],
+    ['expired', expiredUrl, 'expired', 'org-1/a.txt'],
+    ['an unknown parameter', `${genuine(PATH_STYLE, 'org-1/a.txt')}&acl=`, 'expired', 'org-1/a.txt'],
+    ['a malformed date', genuine(PATH_STYLE, 'org-1/a.txt').replace(/X-Amz-Date=\d+/, 'X-Amz-Date=2025'), 'invalid', 'org-1/a.txt'],
+    ['another host', genuine(PATH_STYLE, 'org-1/a.txt').replace('127.0.0.1:9000', 'evil.example'), 'forbidden', undefined],
+    ['another bucket', genuine(PATH_STYLE, 'org-1/a.txt').replace('/bucket/', '/other/'), 'forbidden', undefined],
+    ['a dot segment', genuine(PATH_STYLE, 'org-1/a.txt').replace('/org-1/', '/org-1/../'), 'forbidden', undefined],
+    ['a bad escape', genuine(PATH_STYLE, 'org-1/a.txt').replace('a.txt', '%E0%A4%A.txt'), 'forbidden', undefined],
+    ['not a SigV4 URL', 'http://127.0.0.1:9000/bucket/org-1/a.txt', 'invalid', undefined]
+  ]
+  for (const [why, raw, reason, key] of cases) {
+    const verdict = check(raw)
+    t.equal(reasonOf(verdict), reason, why)
+    t.equal(keyOf(verdict), key, `${why}: key`)
+  }
+})
+
+t.test('property: a refusal\'s key is the decoded path of a URL of our origin and bucket', async t => {
+  const segment = fc.string({ unit: 'binary', minLength: 1, maxLength: 20 })
+  fc.assert(fc.property(fc.constantFrom('org-1', 'org-2'), fc.array(segment, { minLength: 1, maxLength: 3 }), fc.constantFrom(...ORIGINS), fc.boolean(), (org, segments, [, origin], foreignHost) => {
+    const key = `${org}/${segments.join('/')}`
+    if (!key.isWellFormed()) return true
+    let raw = genuine(origin, key)
+    if (foreignHost) raw = raw.replace(origin.authority, 'evil.example')
+    const verdict = check(raw, origin)
+    if (verdict.ok) return !foreignHost && verdict.url.key === key
+    if (verdict.key === undefined) return true
+    return !foreignHost && verdict.key === key
+  }), { numRuns: 2000 })
+  t.pass('2000 runs')
+})
