@@ -71,7 +71,7 @@ t.test('a link grants nothing more than its presigned URL', async t => {
     ['another key under the same signature', url.replace('/org-1/a.txt', '/org-1/b.txt'), 410],
     ['another organization\'s key under the same signature', url.replace('/org-1/a.txt', '/org-2/c.txt'), 410],
     ['a longer life', url.replace('X-Amz-Expires=3600', 'X-Amz-Expires=604800'), 410],
-    ['a tampered signature', url.replace(/X-Amz-Signature=./, 'X-Amz-Signature=0'), 410],
+    ['a tampered signature', url.replace(/X-Amz-Signature=(.)/, (_, c: string) => `X-Amz-Signature=${c === '0' ? '1' : '0'}`), 410],
     ['another host', url.replace('127.0.0.1', 'localhost'), 403],
     ['a key with no organization segment', url.replace('/org-1/a.txt', '/a.txt'), 403],
     ['a key whose first segment is no organization id', url.replace('/org-1/a.txt', '/..%2Fx/a.txt'), 403],
