@@ -26,7 +26,7 @@ t.test('no secrets in logs, at the most verbose level', async t => {
   t.equal(download.status, 200)
   t.equal(await download.text(), 'plans')
   // Refusals log too: a tampered URL, a foreign one, a bad token.
-  const tampered = url.replace(/X-Amz-Signature=[0-9a-f]{4}/, 'X-Amz-Signature=0000')
+  const tampered = url.replace(/X-Amz-Signature=([0-9a-f]{4})/, (_, head: string) => `X-Amz-Signature=${head === '0000' ? 'ffff' : '0000'}`)
   t.equal((await fetch(`${address}${proxyPath(tampered)}`, { headers })).status, 410)
   t.equal((await fetch(`${address}${proxyPath(url.replace('127.0.0.1', 'localhost'))}`, { headers })).status, 403)
   t.equal((await fetch(`${address}${proxyPath(url)}`, { headers: { authorization: `Bearer ${token}x` } })).status, 401)
