@@ -48,6 +48,8 @@ async function main (): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`artos-files: failed to start: ${err instanceof Error ? err.message : String(err)}\n`)
+  // Configuration problems are the operator's to fix: one line saying what to set, no stack.
+  const message = err instanceof ConfigError ? err.message : `failed to start: ${err instanceof Error ? err.message : String(err)}`
+  process.stderr.write(`artos-files: ${message}\n`)
   process.exit(1)
 })
