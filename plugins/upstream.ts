@@ -7,7 +7,7 @@
  */
 import fp from 'fastify-plugin'
 import type { ServerResponse } from 'node:http'
-import { Agent, request as undiciRequest, type Dispatcher } from 'undici'
+import type { Agent, Dispatcher } from 'undici'
 import type { FastifyBaseLogger, FastifyError, FastifyInstance } from 'fastify'
 import { ClientClosedRequestError, TooBusyError, UpstreamFailedError, UpstreamTimeoutError } from '../src/errors.js'
 import { DEFAULT_PROXY_OPTIONS, type ProxyOptions } from '../src/options.js'
@@ -64,15 +64,20 @@ function prematureClose (): Error {
 
 async function upstreamPlugin (fastify: FastifyInstance, options: UpstreamPluginOptions): Promise<void> {
   const opts = { ...DEFAULT_PROXY_OPTIONS, ...options }
-  const agent = new Agent({
-    connectTimeout: opts.connectTimeoutMs,
-    headersTimeout: opts.headersTimeoutMs,
-    bodyTimeout: opts.idleTimeoutMs,
-    // Redirects are never followed: undici 7 follows them only through a redirect
-    // interceptor, which we do not add (its `request` ignores maxRedirections).
-    maxRedirections: 0
-  } as Agent.Options)
-  fastify.addHook('onClose', async () => { await agent.close() })
+  // undici is a seventh of the code the service would load at start-up: the first download imports it.
+  let undici: Promise<{ agent: Agent, undiciRequest: typeof import('undici').request }> | undefined
+  const outbound = async () => await (undici ??= import('undici').then(({ Agent, request }) => ({
+    agent: new Agent({
+      connectTimeout: opts.connectTimeoutMs,
+      headersTimeout: opts.headersTimeoutMs,
+      bodyTimeout: opts.idleTimeoutMs,
+      // Redirects are never followed: undici 7 follows them only through a redirect
+      // interceptor, which we do not add (its `request` ignores maxRedirections).
+      maxRedirections: 0
+    } as Agent.Options),
+    undiciRequest: request
+  })))
+  fastify.addHook('onClose', async () => { if (undici !== undefined) await (await undici).agent.close() })
   let inFlight = 0
 
   const failure = (err: unknown, log: FastifyBaseLogger): FastifyError => {
@@ -94,6 +99,7 @@ async function upstreamPlugin (fastify: FastifyInstance, options: UpstreamPlugin
       if (response === undefined) abort.abort(new ClientClosedRequestError())
       else response.body.destroy(prematureClose())
     })
+    const { agent, undiciRequest } = await outbound()
     for (let attempt = 1; ; attempt++) {
       try {
         response = await undiciRequest(url, { method: 'GET', headers, dispatcher: agent, signal: abort.signal })
