@@ -89,7 +89,6 @@ t.test('npm pack → offline install into a TypeScript host → tsc → run → 
     cwd: host,
     env: {
       ...process.env,
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
       S3_BUCKET: s3.bucket,
       S3_REGION: s3.region,
       S3_ENDPOINT: s3.endpoint,
