@@ -2,7 +2,7 @@
  * Start-up of the service: time from spawning the process to the first 200 from
  * GET /health, the CPU that took, and resident memory once the server is idle.
  *
- *   npx tsx bench/startup.ts [--runs 7] [--idle-ms 2000] [--settle-ms 0] [--variants start,npm,dev,local]
+ *   npx tsx bench/startup.ts [--runs 7] [--idle-ms 2000] [--settle-ms 0] [--variants start,npm,dev,glibc,local]
  *                            [--baseline <git ref>] [--node <binary>] [--breakdown] [--no-build]
  *
  * Variants, measured in interleaved rounds (one run of each per round, so load from
@@ -10,6 +10,7 @@
  *   start     node dist/src/server.js, the process `npm start` leaves running (built first by this script)
  *   npm       `npm start --ignore-scripts`: the same with npm as its parent, as a terminal runs it
  *   dev       `npm run dev`'s tsx watch src/server.ts: tsx, and a node child with the TypeScript loader
+ *   glibc     node dist/src/server.js without npm start's MALLOC_TRIM_THRESHOLD_ (what that setting costs at idle)
  *   local     node dist/src/server.js with nothing configured: embedded s3rver and dev secret (a fresh clone)
  *   baseline  --baseline <ref>'s compiled server, built from `git archive` in a scratch directory
  * Every variant except local runs with a production configuration (NODE_ENV=production,
@@ -34,7 +35,7 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '7' },
     'idle-ms': { type: 'string', default: '2000' },
     'settle-ms': { type: 'string', default: '0' },
-    variants: { type: 'string', default: 'start,npm,dev,local' },
+    variants: { type: 'string', default: 'start,npm,dev,glibc,local' },
     baseline: { type: 'string' },
     node: { type: 'string', default: process.execPath },
     breakdown: { type: 'boolean', default: false },
@@ -74,11 +75,12 @@ function variants (baselineServer: string | undefined, dataDir: string): Variant
     { name: 'start', label: '`npm start`\'s process: node dist/src/server.js', command: () => ({ file: NODE, argv: ['dist/src/server.js'], env: { ...PRODUCTION_ENV, ...nodeEnv } }) },
     { name: 'npm', label: '`npm start --ignore-scripts` (npm → node)', command: () => ({ file: 'npm', argv: ['start', '--ignore-scripts', '--silent'], env: { ...PRODUCTION_ENV, ...nodeEnv } }) },
     { name: 'dev', label: '`npm run dev`\'s tsx watch src/server.ts (tsx → node)', command: () => ({ file: NODE, argv: [join(ROOT, 'node_modules/tsx/dist/cli.mjs'), 'watch', 'src/server.ts'], env: { ...PRODUCTION_ENV, ...nodeEnv } }) },
+    { name: 'glibc', label: 'node dist/src/server.js with glibc\'s malloc defaults (no MALLOC_TRIM_THRESHOLD_)', command: () => ({ file: NODE, argv: ['dist/src/server.js'], env: { ...PRODUCTION_ENV, PATH: nodeEnv.PATH } }) },
     { name: 'local', label: 'node dist/src/server.js, nothing configured (embedded s3rver)', command: () => ({ file: NODE, argv: ['dist/src/server.js'], env: { DATA_DIR: dataDir, ...nodeEnv } }) }
   ]
   const chosen = args.variants.split(',').map(name => {
     const variant = all.find(v => v.name === name)
-    if (variant === undefined) throw new Error(`--variants: unknown variant ${name} (start, npm, dev, local)`)
+    if (variant === undefined) throw new Error(`--variants: unknown variant ${name} (start, npm, dev, glibc, local)`)
     return variant
   })
   if (baselineServer !== undefined) {
@@ -138,9 +140,11 @@ async function measure (variant: Variant, nodeArgs: string[] = []): Promise<Samp
   const port = await freePort()
   const { file, argv, env } = variant.command(port)
   const started = performance.now()
+  // glibc's malloc settings come from the variant alone.
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('MALLOC_')))
   const child: ChildProcess = spawn(file, file === NODE ? [...nodeArgs, ...argv] : argv, {
     cwd: ROOT,
-    env: { ...process.env, ...env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info' },
+    env: { ...inherited, ...env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
     // A process group of its own, so one signal stops the whole tree.
     detached: true
