@@ -7,7 +7,7 @@
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
 import { RateLimitedError } from '../src/errors.js'
 import { budgetOf, operationOf } from '../src/operations.js'
@@ -24,6 +24,8 @@ const WINDOW_SECONDS = 60
 async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginOptions): Promise<void> {
   let redis: Redis | undefined
   if (opts.redisUrl !== undefined) {
+    // Imported only with a Redis URL: ioredis is not loaded by instances that count in memory.
+    const { Redis } = await import('ioredis')
     // Fail fast rather than queue: a slow Redis must not stall requests.
     redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 1, connectTimeout: 2_000, commandTimeout: 1_000, enableOfflineQueue: false, lazyConnect: true })
     // A lost connection is logged once per error, not thrown as an unhandled 'error' event (requests fail open).

@@ -7,9 +7,9 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
-import S3rver from 's3rver'
 import { createSigner } from 'fast-jwt'
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
+import { ConfigError } from './config.js'
 import type { FilesOptions } from './options.js'
 
 export const DEV_BUCKET = 'artos-dev'
@@ -23,8 +23,24 @@ export interface EmbeddedS3 {
   close: () => Promise<void>
 }
 
+/**
+ * s3rver is a dev dependency: an install without them (npm ci --omit=dev) has
+ * none, and then there is no S3 at all until one is configured.
+ */
+async function loadS3rver (): Promise<typeof import('s3rver')> {
+  try {
+    return (await import('s3rver')).default
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && (err as Error).message.includes("'s3rver'")) {
+      throw new ConfigError('no S3 configured: set S3_BUCKET (and S3_REGION, or S3_ENDPOINT for an S3-compatible store, plus credentials); the embedded development S3 (s3rver) is a dev dependency and is not installed')
+    }
+    throw err
+  }
+}
+
 /** Starts s3rver on a free loopback port with `bucket` created and the demo object in it. */
 export async function startEmbeddedS3 (directory: string, bucket: string, port = 0): Promise<EmbeddedS3> {
+  const S3rver = await loadS3rver()
   await mkdir(directory, { recursive: true })
   const server = new S3rver({
     address: '127.0.0.1',

@@ -10,8 +10,6 @@ import artosFiles, { bearerAuthScheme, organizationOf, tokenClaimsOf } from '../
 import { startTestS3 } from './helpers/s3.js'
 import { orgToken, signToken, TEST_SECRET } from './helpers/tokens.js'
 
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
-
 t.test('under a prefix, beside a host with its own @fastify/jwt, hooks and @fastify/swagger', async t => {
   const s3 = await startTestS3(t)
   await s3.put('org-1/a.txt', 'hello')

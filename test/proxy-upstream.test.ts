@@ -35,7 +35,6 @@ async function startUpstream (t: Test, behaviour: Behaviour) {
 }
 
 async function appFor (t: Test, endpoint: string, overrides: Partial<BuildAppOptions> = {}) {
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
   const app = await buildApp({
     bucket: 'bucket',
     endpoint,

@@ -6,7 +6,6 @@ import { TEST_SECRET } from './tokens.js'
 interface Teardown { teardown: (fn: () => unknown) => void }
 
 export async function buildTestApp (t: Teardown, s3: TestS3, overrides: Partial<BuildAppOptions> = {}) {
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
   const app = await buildApp({
     bucket: s3.bucket,
     region: s3.region,
