@@ -5,53 +5,24 @@
  * download. Signal handling itself is test/shutdown.test.ts's.
  */
 import t, { type Test } from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { request } from 'node:http'
 import { randomBytes } from 'node:crypto'
-import { createInterface } from 'node:readline'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { AuditEvent } from '../src/audit-event.js'
 import { startTestS3, type TestS3 } from './helpers/s3.js'
-import { orgToken, TEST_SECRET } from './helpers/tokens.js'
+import { orgToken } from './helpers/tokens.js'
+import { startServerProcess } from './helpers/server.js'
 
-const repo = new URL('../', import.meta.url).pathname
 const SIZE = 24 * 1024 * 1024
 
 async function startServer (t: Test, s3: TestS3): Promise<{ child: ChildProcess, address: string, exited: Promise<number | null>, auditFile: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'artos-audit-'))
   t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
   const auditFile = join(dir, 'audit.jsonl')
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    cwd: repo,
-    env: {
-      ...process.env,
-      NODE_ENV: 'production',
-      PORT: '0',
-      LOG_LEVEL: 'info',
-      S3_BUCKET: s3.bucket,
-      S3_ENDPOINT: s3.endpoint,
-      S3_REGION: s3.region,
-      S3_FORCE_PATH_STYLE: 'true',
-      AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
-      JWT_SECRET: TEST_SECRET,
-      SHUTDOWN_GRACE_MS: '20000',
-      AUDIT_LOG_FILE: auditFile,
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true'
-    },
-    stdio: ['ignore', 'pipe', 'inherit']
-  })
-  const exited = new Promise<number | null>(resolve => child.once('exit', code => { resolve(code) }))
-  t.teardown(() => { child.kill('SIGKILL') })
-  const address = await new Promise<string>((resolve, reject) => {
-    void exited.then(code => { reject(new Error(`server exited early with ${String(code)}`)) })
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', line => {
-      const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line)
-      if (match !== null) resolve(match[1])
-    })
-  })
+  const { child, address, exited } = await startServerProcess(t, s3, { SHUTDOWN_GRACE_MS: '20000', AUDIT_LOG_FILE: auditFile })
   return { child, address, exited, auditFile }
 }
 

@@ -6,7 +6,7 @@
  */
 import t from 'tap'
 import { mkdir, readFile } from 'node:fs/promises'
-import { chromium, type Browser } from 'playwright-core'
+import { launchChromium } from '../helpers/swagger-ui.js'
 import { startTestS3 } from '../helpers/s3.js'
 import { buildTestApp } from '../helpers/app.js'
 import { orgToken } from '../helpers/tokens.js'
@@ -14,17 +14,7 @@ import { proxyPath } from '../helpers/presign.js'
 import { onePagePdf } from '../helpers/pdf.js'
 import { botocorePresign } from '../helpers/minting-tools.js'
 
-const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-
-async function launch (t: { teardown: (fn: () => unknown) => void }): Promise<Browser> {
-  const browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic']
-  })
-  t.teardown(async () => { await browser.close() })
-  return browser
-}
+const launch = launchChromium
 
 t.test('inline PDF opens in the viewer; HTML and SVG never run script', async t => {
   const s3 = await startTestS3(t)
