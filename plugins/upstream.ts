@@ -11,8 +11,8 @@ import fp from 'fastify-plugin'
 import { lookup as dnsLookup } from 'node:dns'
 import { ServerResponse } from 'node:http'
 import type { LookupFunction } from 'node:net'
-import { Agent, request as undiciRequest, type Dispatcher } from 'undici'
-import { Redis } from 'ioredis'
+import type { Agent, Dispatcher } from 'undici'
+import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger, FastifyError, FastifyInstance } from 'fastify'
 import { ClientClosedRequestError, OrganizationDownloadsLimitedError, TooBusyError, UpstreamFailedError, UpstreamTimeoutError } from '../src/errors.js'
 import { DEFAULT_PROXY_OPTIONS, definedOnly, type ProxyOptions } from '../src/options.js'
@@ -128,15 +128,20 @@ function prematureClose (): Error {
 async function upstreamPlugin (fastify: FastifyInstance, options: UpstreamPluginOptions): Promise<void> {
   claimNames(fastify, { instance: [UPSTREAM] })
   const opts = { ...DEFAULT_PROXY_OPTIONS, ...definedOnly(options) }
-  const agent = new Agent({
-    connect: { timeout: opts.connectTimeoutMs, lookup: refusingLookup(options.lookup ?? dnsLookup) },
-    headersTimeout: opts.headersTimeoutMs,
-    bodyTimeout: opts.idleTimeoutMs,
-    // Redirects are never followed: undici 7 follows them only through a redirect
-    // interceptor, which we do not add (its `request` ignores maxRedirections).
-    maxRedirections: 0
-  } as Agent.Options)
-  fastify.addHook('onClose', async () => { await agent.close() })
+  // undici is a large share of what start-up would load: the first download imports it.
+  let outbound: Promise<{ agent: Agent, undiciRequest: typeof import('undici').request }> | undefined
+  const connectOutbound = async (): Promise<{ agent: Agent, undiciRequest: typeof import('undici').request }> => await (outbound ??= import('undici').then(({ Agent, request }) => ({
+    agent: new Agent({
+      connect: { timeout: opts.connectTimeoutMs, lookup: refusingLookup(options.lookup ?? dnsLookup) },
+      headersTimeout: opts.headersTimeoutMs,
+      bodyTimeout: opts.idleTimeoutMs,
+      // Redirects are never followed: undici 7 follows them only through a redirect
+      // interceptor, which we do not add (its `request` ignores maxRedirections).
+      maxRedirections: 0
+    } as Agent.Options),
+    undiciRequest: request
+  })))
+  fastify.addHook('onClose', async () => { if (outbound !== undefined) await (await outbound).agent.close() })
   const slots = opts.redisUrl === undefined ? memorySlots(opts.maxDownloadsPerOrg) : await sharedSlots(fastify, opts.redisUrl, opts.maxDownloadsPerOrg)
   let inFlight = 0
   const logged = new WeakSet<object>()
@@ -204,6 +209,7 @@ async function upstreamPlugin (fastify: FastifyInstance, options: UpstreamPlugin
       // The client left while the slot was being taken.
       if (closed) { lease.release(); throw new ClientClosedRequestError() }
     }
+    const { agent, undiciRequest } = await connectOutbound()
     for (let attempt = 1; ; attempt++) {
       try {
         response = await undiciRequest(url, { method: 'GET', headers, dispatcher: agent, signal: abort.signal })
@@ -230,8 +236,9 @@ async function upstreamPlugin (fastify: FastifyInstance, options: UpstreamPlugin
 
 /** Per-organization slots in Redis. Unreachable at startup: refuse to start, as the rate limit does. */
 async function sharedSlots (fastify: FastifyInstance, url: string, cap: number): Promise<DownloadSlots> {
-  // Fail fast rather than queue: a slow Redis must not stall downloads.
-  const redis = new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: 2_000, commandTimeout: 1_000, enableOfflineQueue: false, lazyConnect: true })
+  // Imported only with a Redis URL, as plugins/rate-limit.ts does. Fail fast rather than queue: a slow Redis must not stall downloads.
+  const { Redis: RedisClient } = await import('ioredis')
+  const redis: Redis = new RedisClient(url, { maxRetriesPerRequest: 1, connectTimeout: 2_000, commandTimeout: 1_000, enableOfflineQueue: false, lazyConnect: true })
   // ioredis reports every failed reconnection; each refused command is logged where it matters (see slotFor).
   redis.on('error', err => { fastify.log.debug({ err }, 'download slot store connection error') })
   try {
