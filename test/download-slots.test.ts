@@ -7,12 +7,11 @@
  */
 import t, { type Test } from 'tap'
 import fc from 'fast-check'
-import { createServer, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { Agent, fetch, type Response } from 'undici'
-import { buildApp } from '../src/app.js'
+import { buildAppForUpstream } from './helpers/app.js'
+import { startHoldingUpstream } from './helpers/holding-upstream.js'
 import { memorySlots, type SlotLease } from '../src/download-slots.js'
-import { orgToken, TEST_SECRET } from './helpers/tokens.js'
+import { orgToken } from './helpers/tokens.js'
 import { presignedUrlFor, proxyPath } from './helpers/presign.js'
 
 t.test('memory slots: at most `cap` per organization, each released once', async t => {
@@ -53,41 +52,10 @@ t.test('memory slots: any sequence of acquires and releases agrees with a counte
   t.pass('500 runs')
 })
 
-/** An upstream that answers `done` paths at once, `broken` ones with a 500, and holds every other download open. */
-async function startUpstream (t: Test) {
-  const open = new Set<ServerResponse>()
-  const server = createServer((req, res) => {
-    if (req.url?.includes('/done') === true) { res.end('done'); return }
-    if (req.url?.includes('/broken') === true) { res.writeHead(500); res.end('<Error/>'); return }
-    res.writeHead(200, { 'content-type': 'application/octet-stream' })
-    res.write('first bytes')
-    open.add(res)
-    res.on('close', () => { open.delete(res) })
-  })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(async () => {
-    for (const res of open) res.destroy()
-    server.closeAllConnections()
-    await new Promise(resolve => server.close(resolve))
-  })
-  return { endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, open }
-}
 
 t.test('one organization at its cap gets 429 + Retry-After; another still streams; slots come back', async t => {
-  const upstream = await startUpstream(t)
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
-  const app = await buildApp({
-    bucket: 'bucket',
-    endpoint: upstream.endpoint,
-    forcePathStyle: true,
-    credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test-secret' },
-    jwt: { secret: TEST_SECRET },
-    // Shared, busy test machines: load shedding is not what these tests are about.
-    maxEventLoopUtilization: 1,
-    docs: false,
-    proxy: { maxConcurrentDownloads: 8, maxDownloadsPerOrg: 2 }
-  })
-  t.teardown(async () => { await app.close() })
+  const upstream = await startHoldingUpstream(t)
+  const app = await buildAppForUpstream(t, upstream.endpoint, { proxy: { maxConcurrentDownloads: 8, maxDownloadsPerOrg: 2 } })
   const address = await app.listen({ host: '127.0.0.1', port: 0 })
   // Our own client pool, closed before the app: its idle keep-alive connections would hold app.close().
   const client = new Agent()

@@ -9,10 +9,10 @@ import t, { type Test } from 'tap'
 import fc from 'fast-check'
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
-import { buildApp } from '../src/app.js'
+import { buildAppForUpstream } from './helpers/app.js'
 import type { ProxyOptions } from '../src/options.js'
 import { judgeWindow } from '../src/transfer-guard.js'
-import { orgToken, TEST_SECRET } from './helpers/tokens.js'
+import { orgToken } from './helpers/tokens.js'
 import { presignedUrlFor, proxyPath } from './helpers/presign.js'
 
 type Behaviour = (res: ServerResponse, nth: number) => void
@@ -48,21 +48,11 @@ async function startUpstream (t: Test, behaviour: Behaviour) {
 }
 
 async function appFor (t: Test, endpoint: string, proxy: ProxyOptions) {
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
   const lines: string[] = []
-  const app = await buildApp({
-    bucket: 'bucket',
-    endpoint,
-    forcePathStyle: true,
-    credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test-secret' },
-    jwt: { secret: TEST_SECRET },
-    // Shared, busy test machines: load shedding is not what these tests are about.
-    maxEventLoopUtilization: 1,
-    docs: false,
+  const app = await buildAppForUpstream(t, endpoint, {
     logger: { level: 'warn', stream: { write: (line: string) => { lines.push(line) } } },
     proxy
   })
-  t.teardown(async () => { await app.close() })
   const address = await app.listen({ host: '127.0.0.1', port: 0 })
   const url = `${address}${proxyPath(await presignedUrlFor(app, 'org-1/big.bin'))}`
   const logged = () => lines.map(line => JSON.parse(line) as { level: number, msg: string, reason?: string })

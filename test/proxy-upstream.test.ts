@@ -7,9 +7,10 @@
 import t, { type Test } from 'tap'
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
 import { createServer as createTcpServer, type AddressInfo, type LookupFunction, type Socket } from 'node:net'
-import { buildApp, type BuildAppOptions } from '../src/app.js'
+import type { BuildAppOptions } from '../src/app.js'
+import { buildAppForUpstream } from './helpers/app.js'
 import { kLookup } from '../plugins/upstream.js'
-import { orgToken, TEST_SECRET } from './helpers/tokens.js'
+import { orgToken } from './helpers/tokens.js'
 import { presignedUrlFor, proxyPath } from './helpers/presign.js'
 
 type Behaviour = (req: IncomingMessage, res: ServerResponse) => void
@@ -35,18 +36,11 @@ async function startUpstream (t: Test, behaviour: Behaviour) {
 }
 
 async function appFor (t: Test, endpoint: string, overrides: Partial<BuildAppOptions> = {}) {
-  const app = await buildApp({
-    bucket: 'bucket',
-    endpoint,
-    forcePathStyle: true,
-    credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test-secret' },
-    jwt: { secret: TEST_SECRET },
-    // Shared, busy test machines: load shedding is not what these tests are about.
-    maxEventLoopUtilization: 1,
+  const app = await buildAppForUpstream(t, endpoint, {
+    docs: true,
     proxy: { connectTimeoutMs: 1000, headersTimeoutMs: 500, idleTimeoutMs: 500 },
     ...overrides
   })
-  t.teardown(async () => { await app.close() })
   const address = await app.listen({ host: '127.0.0.1', port: 0 })
   return { app, address }
 }

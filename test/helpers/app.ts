@@ -21,3 +21,18 @@ export async function buildTestApp (t: Teardown, s3: TestS3, overrides: Partial<
   t.teardown(async () => { await app.close() })
   return app
 }
+
+/**
+ * The whole app against a test double of the storage endpoint (a loopback
+ * server that stalls, drips, redirects or resets), with credentials the double
+ * never checks. Closed at teardown; listening is the caller's choice.
+ */
+export async function buildAppForUpstream (t: Teardown, endpoint: string, overrides: Partial<BuildAppOptions> = {}) {
+  return await buildTestApp(t, {
+    endpoint,
+    region: 'us-east-1',
+    bucket: 'bucket',
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test-secret' }
+  } as TestS3, { docs: false, ...overrides })
+}

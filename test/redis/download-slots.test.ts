@@ -8,53 +8,26 @@
 import t, { type Test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import { spawn } from 'node:child_process'
-import { createServer, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { Redis } from 'ioredis'
 import { Agent, fetch } from 'undici'
-import { buildApp, type BuildAppOptions } from '../../src/app.js'
+import type { BuildAppOptions } from '../../src/app.js'
+import { buildAppForUpstream } from '../helpers/app.js'
+import { startHoldingUpstream } from '../helpers/holding-upstream.js'
 import { redisSlots, REDIS_SLOT_PREFIX } from '../../src/download-slots.js'
-import { orgToken, TEST_SECRET } from '../helpers/tokens.js'
+import { orgToken } from '../helpers/tokens.js'
 import { presignedUrlFor, proxyPath } from '../helpers/presign.js'
 
 const redisUrl = process.env.REDIS_URL
 if (redisUrl === undefined || redisUrl === '') throw new Error('REDIS_URL is not set: start redis-server and export REDIS_URL (see README)')
 
 /** Answers `done` paths at once and holds every other download open. */
-async function startUpstream (t: Test): Promise<string> {
-  const open = new Set<ServerResponse>()
-  const server = createServer((req, res) => {
-    if (req.url?.includes('/done') === true) { res.end('done'); return }
-    res.writeHead(200, { 'content-type': 'application/octet-stream' })
-    res.write('first bytes')
-    open.add(res)
-    res.on('close', () => { open.delete(res) })
-  })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(async () => {
-    for (const res of open) res.destroy()
-    server.closeAllConnections()
-    await new Promise(resolve => server.close(resolve))
-  })
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-}
 
 async function instance (t: Test, endpoint: string, overrides: Partial<BuildAppOptions> = {}) {
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
-  const app = await buildApp({
-    bucket: 'bucket',
-    endpoint,
-    forcePathStyle: true,
-    credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test-secret' },
-    jwt: { secret: TEST_SECRET },
-    // Shared, busy test machines: load shedding is not what these tests are about.
-    maxEventLoopUtilization: 1,
-    docs: false,
+  const app = await buildAppForUpstream(t, endpoint, {
     proxy: { maxDownloadsPerOrg: 2 },
     rateLimit: { presignPerMinute: 1000, proxyPerMinute: 1000, redisUrl },
     ...overrides
   })
-  t.teardown(async () => { await app.close() })
   const address = await app.listen({ host: '127.0.0.1', port: 0 })
   // Our own client pool, closed before the app: its idle keep-alive connections would hold app.close().
   const client = new Agent()
@@ -65,7 +38,7 @@ async function instance (t: Test, endpoint: string, overrides: Partial<BuildAppO
 }
 
 t.test('two instances share one organization cap through Redis', async t => {
-  const endpoint = await startUpstream(t)
+  const endpoint = (await startHoldingUpstream(t)).endpoint
   const [one, two] = [await instance(t, endpoint), await instance(t, endpoint)]
   // Fresh organizations per run, so slots from earlier runs never interfere.
   const org = `org-${randomBytes(4).toString('hex')}`
@@ -134,7 +107,7 @@ t.test('Redis lost while running: downloads go ahead (fail open), not refused', 
   const port = 20000 + Math.floor(Math.random() * 20000)
   const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
   t.teardown(() => { redis.kill('SIGKILL') })
-  const endpoint = await startUpstream(t)
+  const endpoint = (await startHoldingUpstream(t)).endpoint
   const lines: string[] = []
   const overrides = {
     rateLimit: { presignPerMinute: 1000, proxyPerMinute: 1000, redisUrl: `redis://127.0.0.1:${port}` },
