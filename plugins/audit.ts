@@ -16,7 +16,7 @@
  */
 import type { Readable } from 'node:stream'
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { auditEvents, auditLine, type AuditEvent } from '../src/audit-event.js'
 import { AuditFile } from '../src/audit-file.js'
 import { AuditUnavailableError } from '../src/errors.js'
@@ -105,6 +105,11 @@ async function auditPlugin (fastify: FastifyInstance, options: AuditPluginOption
     for (const event of events) state.request.log.info({ audit: true, event }, 'audit')
   }
 
+  /** A batch makes 1,000 events: none are built when neither the file nor the log would take them. */
+  function unread (state: AuditState): boolean {
+    return file === undefined && !logsInfo(state.request.log)
+  }
+
   function finished (state: AuditState): void {
     state.emitted = true
     if (downloads.delete(state) && downloads.size === 0) drained?.()
@@ -114,6 +119,7 @@ async function auditPlugin (fastify: FastifyInstance, options: AuditPluginOption
   function emit (state: AuditState, aborted: boolean): void {
     if (state.emitted || state.pending) return
     finished(state)
+    if (unread(state)) return
     const events = eventsOf(state, aborted)
     write(events).catch((err: unknown) => { state.request.log.error({ err }, 'audit: could not write the audit log file') })
     log(state, events)
@@ -146,6 +152,10 @@ async function auditPlugin (fastify: FastifyInstance, options: AuditPluginOption
     }
     // The client left before the answer (recorded as aborted): nothing is handed out.
     if (state.emitted) return payload
+    if (unread(state)) {
+      finished(state)
+      return payload
+    }
 
     const events = eventsOf(state, false)
     state.pending = true
@@ -187,6 +197,12 @@ async function auditPlugin (fastify: FastifyInstance, options: AuditPluginOption
     process.off('exit', onExit)
     await file.close()
   })
+}
+
+/** pino knows its level; a logger that cannot say (Fastify's stand-in when logging is off, a host's own) is asked anyway. */
+function logsInfo (log: FastifyBaseLogger): boolean {
+  const { isLevelEnabled } = log as { isLevelEnabled?: (level: string) => boolean }
+  return typeof isLevelEnabled !== 'function' || isLevelEnabled.call(log, 'info')
 }
 
 function isStream (payload: unknown): payload is Readable {

@@ -86,51 +86,88 @@ export function outcomeOf (status: number, code?: string): AuditOutcome {
 
 const isDownload = (operation: Operation): boolean => operation.startsWith('proxy.')
 
+/** What every event of one request shares, worked out once: a batch writes up to 1,000 of them. */
+interface RequestFields {
+  time: string
+  subject?: string
+  organization?: string
+}
+
 /** One event per object the request touched: one per item of a batch it answered, else exactly one. */
 export function auditEvents (facts: AuditFacts): AuditEvent[] {
   const subject = (facts.claims as { sub?: unknown } | undefined)?.sub
-  const base = (status: number, code: string | undefined): AuditEvent => ({
+  const shared: RequestFields = {
     time: facts.time.toISOString(),
+    subject: typeof subject === 'string' ? cut(subject) : undefined,
+    organization: facts.organization === undefined || facts.organization === '' ? undefined : facts.organization
+  }
+
+  if (facts.operation === 'presign.batch') {
+    if (facts.status === 200 && !facts.aborted && facts.touched !== undefined && facts.touched.length > 0) {
+      // A batch is signed at one instant: its items share one expiry to format.
+      let expiry: Date | undefined
+      let expiresAt = ''
+      return facts.touched.map((object, item) => {
+        const event = baseEvent(facts, shared, object.status ?? facts.status, object.code)
+        addKeyFields(event, object)
+        event.item = item
+        if (event.outcome === 'ok' && object.expiresAt !== undefined) {
+          if (object.expiresAt !== expiry) {
+            expiry = object.expiresAt
+            expiresAt = expiry.toISOString()
+          }
+          event.expiresAt = expiresAt
+        }
+        return event
+      })
+    }
+    // Refused whole (or failed): nothing was granted, and one event says so.
+    const event = baseEvent(facts, shared, facts.status, facts.code)
+    const items = (facts.body as { items?: unknown } | undefined)?.items
+    if (Array.isArray(items)) event.items = items.length
+    return [event]
+  }
+
+  const object = facts.touched?.[0] ?? bodyObject(facts.body)
+  const event = baseEvent(facts, shared, facts.status, facts.code)
+  if (object !== undefined) {
+    addKeyFields(event, object)
+    if (event.outcome === 'ok' && object.expiresAt !== undefined) event.expiresAt = object.expiresAt.toISOString()
+  }
+  if (isDownload(facts.operation)) {
+    event.bytes = facts.bytes ?? 0
+    event.durationMs = Math.round(facts.durationMs ?? 0)
+  }
+  return [event]
+}
+
+/**
+ * The fields every event leads with, in the order every line shows them.
+ * Optional fields are assigned only when present (never as undefined), so an
+ * event holds exactly what its JSON line does.
+ */
+function baseEvent (facts: AuditFacts, shared: RequestFields, status: number, code: string | undefined): AuditEvent {
+  const event: AuditEvent = {
+    time: shared.time,
     requestId: facts.requestId,
     operation: facts.operation,
     method: facts.method,
     outcome: facts.failed === true ? 'failed' : facts.aborted ? 'aborted' : outcomeOf(status, code),
-    status,
-    ...(code === undefined ? {} : { code: cut(code) }),
-    ...(typeof subject === 'string' ? { subject: cut(subject) } : {}),
-    ...(facts.organization === undefined || facts.organization === '' ? {} : { organization: facts.organization }),
-    ...(facts.ip === undefined ? {} : { ip: facts.ip })
-  })
-
-  if (facts.operation === 'presign.batch') {
-    if (facts.status === 200 && !facts.aborted && facts.touched !== undefined && facts.touched.length > 0) {
-      return facts.touched.map((object, item) => {
-        const event = base(object.status ?? facts.status, object.code)
-        return { ...event, ...keyFields(object), item, ...expiry(event, object) }
-      })
-    }
-    // Refused whole (or failed): nothing was granted, and one event says so.
-    const items = (facts.body as { items?: unknown } | undefined)?.items
-    return [{ ...base(facts.status, facts.code), ...(Array.isArray(items) ? { items: items.length } : {}) }]
+    status
   }
-
-  const object = facts.touched?.[0] ?? bodyObject(facts.body)
-  const event = base(facts.status, facts.code)
-  const download = isDownload(facts.operation) ? { bytes: facts.bytes ?? 0, durationMs: Math.round(facts.durationMs ?? 0) } : {}
-  return [{ ...event, ...(object === undefined ? {} : { ...keyFields(object), ...expiry(event, object) }), ...download }]
+  if (code !== undefined) event.code = cut(code)
+  if (shared.subject !== undefined) event.subject = shared.subject
+  if (shared.organization !== undefined) event.organization = shared.organization
+  if (facts.ip !== undefined) event.ip = facts.ip
+  return event
 }
 
-function keyFields (object: TouchedObject): Pick<AuditEvent, 'key' | 'keyTruncated' | 'versionId'> {
-  const key = typeof object.key === 'string' ? object.key : undefined
-  return {
-    ...(key === undefined ? {} : { key: cut(key) }),
-    ...(key !== undefined && key.length > MAX_TEXT ? { keyTruncated: true } : {}),
-    ...(typeof object.versionId === 'string' ? { versionId: cut(object.versionId) } : {})
+function addKeyFields (event: AuditEvent, object: TouchedObject): void {
+  if (typeof object.key === 'string') {
+    event.key = cut(object.key)
+    if (object.key.length > MAX_TEXT) event.keyTruncated = true
   }
-}
-
-function expiry (event: AuditEvent, object: TouchedObject): Pick<AuditEvent, 'expiresAt'> {
-  return event.outcome === 'ok' && object.expiresAt !== undefined ? { expiresAt: object.expiresAt.toISOString() } : {}
+  if (typeof object.versionId === 'string') event.versionId = cut(object.versionId)
 }
 
 /** A single presign refused before its handler ran (400 schema, 429) still names the key it asked for. */
