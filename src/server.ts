@@ -9,6 +9,7 @@ import { resolve } from 'node:path'
 import closeWithGrace from 'close-with-grace'
 import { ConfigError, loadConfig } from './config.js'
 import type { FilesOptions } from './options.js'
+import { releaseStartupMemory } from './startup-memory.js'
 
 /**
  * npm run-script forwards the SIGINT and SIGTERM it receives to its child, so
@@ -81,6 +82,7 @@ async function main (): Promise<void> {
 
   const address = await app.listen({ host: config.host, port: config.port })
   if (dev !== undefined) process.stdout.write(dev.banner(address))
+  releaseStartupMemory()
 }
 
 main().catch((err: unknown) => {
