@@ -240,7 +240,7 @@ export function createSigV4Query (region: string, service = 's3') {
           views = []
         }
         canonical.write(encodedKey, keyAt, 'latin1')
-        canonicalTail.copy(canonical, keyAt + encodedKey.length)
+        canonical.set(canonicalTail, keyAt + encodedKey.length)
         const view = views[length] ?? (views[length] = canonical.subarray(0, length))
         inner.write(hash('sha256', view, 'hex'), hexAt, 'latin1')
         outer.write(hash('sha256', inner, 'binary'), SHA256_BLOCK_BYTES, 'binary')
