@@ -18,6 +18,7 @@ import { encodeKeyPath, isPlainRequest } from './presigned-get.js'
 import type { PresignVerdict } from './presign-request.js'
 import type { PresignItem } from './schemas.js'
 import { presignError } from './errors.js'
+import { writeLatin1 } from './latin1-write.js'
 
 const QUOTE = 0x22
 const FIRST_KEY = Buffer.from('{"key":', 'latin1')
@@ -57,7 +58,7 @@ export function batchResultsJson (items: PresignItem[], verdicts: PresignVerdict
       at += head.length
       if (key === undefined) {
         out[at++] = QUOTE
-        at += out.write(path, at, 'latin1')
+        at += writeLatin1(out, path, at)
         out[at++] = QUOTE
         out.set(urlHead, at)
         // Copying bytes within the buffer costs a third of writing the string again.
@@ -67,11 +68,11 @@ export function batchResultsJson (items: PresignItem[], verdicts: PresignVerdict
         at += out.write(key, at, 'utf8')
         out.set(urlHead, at)
         at += urlHead.length
-        at += out.write(path, at, 'latin1')
+        at += writeLatin1(out, path, at)
       }
       out.set(query, at)
       at += query.length
-      at += out.write(plain.signature(path), at, 'latin1')
+      at += writeLatin1(out, plain.signature(path), at)
       out.set(urlTail, at)
       at += urlTail.length
       continue

@@ -17,6 +17,7 @@
  */
 import { hash } from 'node:crypto'
 import type { AwsCredentialIdentity } from '@aws-sdk/types'
+import { writeLatin1 } from './latin1-write.js'
 
 export interface QueryPresignRequest {
   /** "http:" or "https:" */
@@ -239,11 +240,11 @@ export function createSigV4Query (region: string, service = 's3') {
           canonical.write(canonicalHead, 0, 'utf8')
           views = []
         }
-        canonical.write(encodedKey, keyAt, 'latin1')
+        writeLatin1(canonical, encodedKey, keyAt)
         canonical.set(canonicalTail, keyAt + encodedKey.length)
         const view = views[length] ?? (views[length] = canonical.subarray(0, length))
-        inner.write(hash('sha256', view, 'hex'), hexAt, 'latin1')
-        outer.write(hash('sha256', inner, 'binary'), SHA256_BLOCK_BYTES, 'binary')
+        writeLatin1(inner, hash('sha256', view, 'hex'), hexAt)
+        writeLatin1(outer, hash('sha256', inner, 'binary'), SHA256_BLOCK_BYTES)
         return hash('sha256', outer, 'hex')
       }
     }
