@@ -48,26 +48,27 @@ const presignBatchRoutes: FastifyPluginAsyncTypebox<PresignRoutesOptions> = asyn
   }, async (request, reply) => {
     const { items } = request.body
     const organization = requireOrganization(request)
-    const allowed: PresignItem[] = []
+    let allowed = 0
+    let forbidden = 0
     const verdicts = items.map(item => {
       const verdict = checkPresignRequest(item, organization)
-      if (verdict.ok) allowed.push(item)
+      if (verdict.ok) allowed++
+      else if (verdict.reason === 'forbidden') forbidden++
       return verdict
     })
-    const refused = items.length - allowed.length
-    const forbidden = verdicts.filter(verdict => !verdict.ok && verdict.reason === 'forbidden').length
-    recordPresignOutcomes(request, { ok: allowed.length, forbidden, invalid: refused - forbidden })
+    const refused = items.length - allowed
+    recordPresignOutcomes(request, { ok: allowed, forbidden, invalid: refused - forbidden })
     let expiresAt: Date
     let body: Buffer
     try {
       // The URLs are signed as the body is written (src/batch-response.ts).
-      ({ expiresAt, body } = await traced.span('artos.presign.sign', { attributes: { 'artos.operation': 'presign.batch', 'artos.presign.items': allowed.length } }, async () => {
+      ({ expiresAt, body } = await traced.span('artos.presign.sign', { attributes: { 'artos.operation': 'presign.batch', 'artos.presign.items': allowed } }, async () => {
         const batch = await s3.presignBatch()
         return { expiresAt: batch.expiresAt, body: batchResultsJson(items, verdicts, batch, linkFor) }
       }))
     } catch (err) {
       request.log.error({ err }, 'presigning failed')
-      recordPresignOutcomes(request, { failed: allowed.length, forbidden, invalid: refused - forbidden })
+      recordPresignOutcomes(request, { failed: allowed, forbidden, invalid: refused - forbidden })
       throw new PresignFailedError()
     }
     recordTouched(request, touchedItems(items, verdicts, expiresAt))
