@@ -2,7 +2,8 @@
  * What signing one URL of a batch costs in CPU, in this process, for the same keys:
  *
  *   sdk    `await getSignedUrl(new S3Client(…), new GetObjectCommand(…))`, what L does per item;
- *   ours   createFilesS3(…).presignGetObjects(items), what B signs a batch with;
+ *   ours   createFilesS3(…).presignBatch() and its byte signer (plain.signature), what
+ *          B signs a batch with (src/batch-response.ts writes the URLs around it);
  *   floor  the three SHA-256 runs no SigV4 query presign can skip (the canonical
  *          request, then HMAC's inner and outer hash under the day's signing key),
  *          as one-shot crypto.hash() calls over inputs built beforehand: the rest free.
@@ -14,7 +15,7 @@
 import { createHmac, hash } from 'node:crypto'
 import { S3Client, GetObjectCommand } from '@aws-sdk/client-s3'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
-import { createFilesS3 } from '../plugins/s3.js'
+import { createFilesS3, encodeKeyPath } from '../plugins/s3.js'
 import { median, type BenchS3 } from './lib.js'
 
 export interface SigningCost {
@@ -63,7 +64,12 @@ export async function signingCost (s3: BenchS3, keys: string[], rounds: number):
   const client = new S3Client({ region, endpoint, forcePathStyle, credentials })
   try {
     const items = keys.map(key => ({ key }))
-    const urls = (await files.presignGetObjects(items)).map(s => s.url)
+    const paths = keys.map(encodeKeyPath)
+    // One instant: the byte signer must reproduce each URL's signature.
+    const batch = await files.presignBatch()
+    const urls = items.map(item => batch.sign(item).url)
+    const unlike = urls.findIndex((url, i) => new URL(url).searchParams.get('X-Amz-Signature') !== batch.plain.signature(paths[i]))
+    if (unlike !== -1) throw new Error(`the batch signer does not reproduce the signature of ${urls[unlike]}`)
     const canonical = urls.map(canonicalRequestOf)
     const floor = floorSigner(urls[0], credentials.secretAccessKey)
     const wrong = urls.findIndex((url, i) => new URL(url).searchParams.get('X-Amz-Signature') !== floor(canonical[i]))
@@ -78,7 +84,10 @@ export async function signingCost (s3: BenchS3, keys: string[], rounds: number):
     const sdk = async (): Promise<void> => {
       for (const key of keys) sink += (await getSignedUrl(client, new GetObjectCommand({ Bucket: bucket, Key: key }), { expiresIn: 3600 })).length
     }
-    const ours = async (): Promise<void> => { sink += (await files.presignGetObjects(items)).length }
+    const ours = async (): Promise<void> => {
+      const { plain } = await files.presignBatch()
+      for (const path of paths) sink += plain.signature(path).length
+    }
     const hashes = (): void => { for (const c of canonical) sink += floor(c).length }
     // Warm-up (JIT), then interleaved rounds of about the same length each.
     await perUrl(2, sdk)

@@ -12,7 +12,7 @@ import { formatUrl } from '@aws-sdk/util-format-url'
 import type { AwsCredentialIdentityProvider } from '@aws-sdk/types'
 import { credentialsOutlasting, type CredentialSource } from '../src/credentials.js'
 import { objectOriginOf, type ObjectOrigin, type PresignedGet } from '../src/presigned-url.js'
-import { createPresignedGets, type SignedGet } from '../src/presigned-get.js'
+import { createPresignedGets, type PresignBatch, type SignedGet } from '../src/presigned-get.js'
 import type { PresignItem } from '../src/schemas.js'
 import { claimNames, S3 } from '../src/decorators.js'
 
@@ -41,6 +41,8 @@ export interface FilesS3 {
   presignGetObject: (request: PresignItem) => Promise<SignedGet>
   /** The same for many requests, with one credentials look-up and one signing instant. */
   presignGetObjects: (requests: PresignItem[]) => Promise<SignedGet[]>
+  /** A signer for one batch: one credentials look-up, one signing instant (src/batch-response.ts). */
+  presignBatch: () => Promise<PresignBatch>
   /** Scheme, authority and base path that every URL we sign starts with. */
   objectOrigin: ObjectOrigin
   /**
@@ -100,9 +102,11 @@ export async function createFilesS3 (opts: S3PluginOptions): Promise<FilesS3> {
       return urls.sign(request, await credentials(), Date.now())
     },
     async presignGetObjects (requests) {
-      const identity = await credentials()
-      const now = Date.now()
-      return requests.map(request => urls.sign(request, identity, now))
+      const batch = urls.batch(await credentials(), Date.now())
+      return requests.map(batch.sign)
+    },
+    async presignBatch () {
+      return urls.batch(await credentials(), Date.now())
     },
     async verifyPresignedGet (url) {
       return urls.verify(url, await current())

@@ -7,7 +7,7 @@
  */
 import { timingSafeEqual } from 'node:crypto'
 import type { AwsCredentialIdentity } from '@aws-sdk/types'
-import { createSigV4Query, encodeRfc3986 } from './sigv4-presign.js'
+import { createSigV4Query, encodeRfc3986, type PlainUrlSigner } from './sigv4-presign.js'
 import { contentDisposition, type DispositionType } from './content-disposition.js'
 import type { ObjectOrigin, PresignedGet } from './presigned-url.js'
 import type { PresignItem } from './schemas.js'
@@ -27,9 +27,23 @@ export interface SignedGet {
   expiresAt: Date
 }
 
+/** The URLs of one batch: one key, one signing instant, one expiry. */
+export interface PresignBatch {
+  expiresAt: Date
+  /** A URL for an already-checked request, as PresignedGets.sign makes it. */
+  sign: (request: PresignItem) => SignedGet
+  /**
+   * The same URL in pieces, for a request with no name, disposition or version
+   * (isPlainRequest): `${origin}${encodeKeyPath(key)}${query}${signature(encodeKeyPath(key))}${tail}`.
+   */
+  plain: PlainUrlSigner
+}
+
 export interface PresignedGets {
   /** A URL for an already-checked request (see src/presign-request.ts). */
   sign: (request: PresignItem, credentials: AwsCredentialIdentity, now: number) => SignedGet
+  /** Signing many requests with one key at one instant (see src/batch-response.ts). */
+  batch: (credentials: AwsCredentialIdentity, now: number) => PresignBatch
   /**
    * Recomputes the signature of a parsed URL over its own canonical query with
    * our credentials. Returns the URL to fetch (rebuilt from exactly what was
@@ -42,6 +56,11 @@ export interface PresignedGetsOptions {
   origin: ObjectOrigin
   signingRegion: string
   expiresIn: number
+}
+
+/** A request whose URL has no parameters beyond SigV4's own. */
+export function isPlainRequest (request: PresignItem): boolean {
+  return request.filename === undefined && request.disposition === undefined && request.versionId === undefined
 }
 
 /** The `response-content-disposition` a request asks S3 to answer with, if any. */
@@ -57,23 +76,38 @@ export function createPresignedGets ({ origin, signingRegion, expiresIn }: Presi
   // The items of a batch share one instant; signing only reads it.
   let signedAt = new Date(NaN)
 
+  function sign (request: PresignItem, credentials: AwsCredentialIdentity, now: number): SignedGet {
+    // Extra parameters, canonical: encoded, and in code-point order (r < v).
+    const disposition = requestedDisposition(request)
+    let extra = disposition === undefined ? '' : `response-content-disposition=${encodeRfc3986(disposition)}`
+    if (request.versionId !== undefined) extra += `${extra === '' ? '' : '&'}versionId=${encodeRfc3986(request.versionId)}`
+    if (now !== signedAt.getTime()) signedAt = new Date(now)
+    const url = sigv4.presign({
+      protocol: origin.protocol,
+      host: origin.authority,
+      path: origin.basePath + encodeKeyPath(request.key),
+      credentials,
+      signedAt,
+      expiresIn,
+      extraQuery: extra
+    })
+    return { url, expiresAt: expiry(now) }
+  }
+
+  function expiry (now: number): Date {
+    return new Date(Math.floor(now / 1000) * 1000 + expiresIn * 1000)
+  }
+
   return {
-    sign (request, credentials, now) {
-      // Extra parameters, canonical: encoded, and in code-point order (r < v).
-      const disposition = requestedDisposition(request)
-      let extra = disposition === undefined ? '' : `response-content-disposition=${encodeRfc3986(disposition)}`
-      if (request.versionId !== undefined) extra += `${extra === '' ? '' : '&'}versionId=${encodeRfc3986(request.versionId)}`
-      if (now !== signedAt.getTime()) signedAt = new Date(now)
-      const url = sigv4.presign({
-        protocol: origin.protocol,
-        host: origin.authority,
-        path: origin.basePath + encodeKeyPath(request.key),
-        credentials,
-        signedAt,
-        expiresIn,
-        extraQuery: extra
-      })
-      return { url, expiresAt: new Date(Math.floor(now / 1000) * 1000 + expiresIn * 1000) }
+    sign,
+
+    batch (credentials, now) {
+      const instant = new Date(now)
+      return {
+        expiresAt: expiry(now),
+        sign: request => sign(request, credentials, now),
+        plain: sigv4.plainUrls({ protocol: origin.protocol, host: origin.authority, basePath: origin.basePath, credentials, signedAt: instant, expiresIn })
+      }
     },
 
     verify (url, credentials) {

@@ -17,6 +17,7 @@
  */
 import { hash } from 'node:crypto'
 import type { AwsCredentialIdentity } from '@aws-sdk/types'
+import { writeLatin1 } from './latin1-write.js'
 
 export interface QueryPresignRequest {
   /** "http:" or "https:" */
@@ -34,6 +35,36 @@ export interface QueryPresignRequest {
    * names such as `response-*` and `versionId` do).
    */
   extraQuery?: string
+}
+
+/**
+ * Every URL one origin, one key and one second share when it has no further
+ * parameters, in pieces: `${origin}${encodedKey}${query}${signature(encodedKey)}${tail}`.
+ * A batch writer (src/batch-response.ts) copies the pieces as bytes and signs
+ * from bytes, so no URL, canonical request or string to sign is ever a JS string.
+ */
+export interface PlainUrlSigner {
+  /** `${protocol}//${host}${basePath}` */
+  origin: string
+  /** `?X-Amz-Algorithm=…&X-Amz-Signature=` */
+  query: string
+  /** `&X-Amz-SignedHeaders=host` */
+  tail: string
+  /**
+   * The 64 hex digits of the signature. `encodedKey` as encodeKeyPath returns
+   * it (ASCII only). Reuses scratch buffers: synchronous, not reentrant.
+   */
+  signature: (encodedKey: string) => string
+}
+
+export interface PlainUrlRequest {
+  protocol: string
+  host: string
+  /** the origin's base path, already canonical ("/" or "/bucket/") */
+  basePath: string
+  credentials: AwsCredentialIdentity
+  signedAt: Date
+  expiresIn: number
 }
 
 export interface QuerySignatureInput {
@@ -114,7 +145,7 @@ function hmacSha256 (key: Buffer | string, message: string): Buffer {
 
 /** The one place that computes SigV4 for a GET signed in its query (signing and verifying). */
 export function createSigV4Query (region: string, service = 's3') {
-  let cachedSigner: { day: string, secret: string, sign: (stringToSign: string) => string } | undefined
+  let cachedSigner: { day: string, secret: string, key: Buffer, sign: (stringToSign: string) => string } | undefined
   // What every URL signed in one second with one key shares (a batch signs hundreds):
   // built once, so each URL costs only its own path and parameters, one SHA-256 and one HMAC.
   let shared: {
@@ -126,17 +157,18 @@ export function createSigV4Query (region: string, service = 's3') {
     /** X-Amz-Algorithm … X-Amz-Expires [X-Amz-Security-Token]: every parameter before X-Amz-Signature */
     head: string
     stringToSignHead: string
+    signingKey: Buffer
     sign: (stringToSign: string) => string
   } | undefined
 
-  function signer (day: string, secret: string): (stringToSign: string) => string {
-    if (cachedSigner?.day === day && cachedSigner.secret === secret) return cachedSigner.sign
+  function signer (day: string, secret: string): NonNullable<typeof cachedSigner> {
+    if (cachedSigner?.day === day && cachedSigner.secret === secret) return cachedSigner
     const dateKey = hmacSha256(`AWS4${secret}`, day)
     const regionKey = hmacSha256(dateKey, region)
     const serviceKey = hmacSha256(regionKey, service)
-    const sign = createHmacSha256(hmacSha256(serviceKey, 'aws4_request')).hex
-    cachedSigner = { day, secret, sign }
-    return sign
+    const key = hmacSha256(serviceKey, 'aws4_request')
+    cachedSigner = { day, secret, key, sign: createHmacSha256(key).hex }
+    return cachedSigner
   }
 
   function sharedFor (signedAt: Date, { accessKeyId, secretAccessKey, sessionToken }: AwsCredentialIdentity, expiresIn: number): NonNullable<typeof shared> {
@@ -149,7 +181,8 @@ export function createSigV4Query (region: string, service = 's3') {
     // Parameter names are fixed, so this is already the code-point order SigV4 requires.
     const token = sessionToken === undefined ? '' : `&X-Amz-Security-Token=${encodeRfc3986(sessionToken)}`
     const head = `X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Content-Sha256=UNSIGNED-PAYLOAD&X-Amz-Credential=${encodeRfc3986(`${accessKeyId}/${scope}`)}&X-Amz-Date=${date}&X-Amz-Expires=${expiresIn}${token}`
-    shared = { second, accessKeyId, secretAccessKey, sessionToken, expiresIn, head, stringToSignHead: `AWS4-HMAC-SHA256\n${date}\n${scope}\n`, sign: signer(day, secretAccessKey) }
+    const { key, sign } = signer(day, secretAccessKey)
+    shared = { second, accessKeyId, secretAccessKey, sessionToken, expiresIn, head, stringToSignHead: `AWS4-HMAC-SHA256\n${date}\n${scope}\n`, signingKey: key, sign }
     return shared
   }
 
@@ -160,7 +193,7 @@ export function createSigV4Query (region: string, service = 's3') {
   function signature ({ host, path, canonicalQuery, amzDate, secretAccessKey }: QuerySignatureInput): string {
     const day = amzDate.slice(0, 8)
     const stringToSign = `AWS4-HMAC-SHA256\n${amzDate}\n${day}/${region}/${service}/aws4_request\n${hash('sha256', canonicalRequest(host, path, canonicalQuery), 'hex')}`
-    return signer(day, secretAccessKey)(stringToSign)
+    return signer(day, secretAccessKey).sign(stringToSign)
   }
 
   function presign ({ protocol, host, path, credentials, signedAt, expiresIn, extraQuery }: QueryPresignRequest): string {
@@ -170,7 +203,54 @@ export function createSigV4Query (region: string, service = 's3') {
     return `${protocol}//${host}${path}?${head}&X-Amz-Signature=${sig}&X-Amz-SignedHeaders=host${extra}`
   }
 
-  return { presign, signature }
+  /**
+   * presign's work for many URLs with no extra parameters, from bytes: the
+   * canonical request is the key's path written between cached byte pieces, its
+   * hex digest is written into HMAC's inner block after the string-to-sign head,
+   * and the inner digest into the outer block. Three one-shot hashes per URL and
+   * no string but the digests.
+   */
+  function plainUrls ({ protocol, host, basePath, credentials, signedAt, expiresIn }: PlainUrlRequest): PlainUrlSigner {
+    const { head, stringToSignHead, signingKey } = sharedFor(signedAt, credentials, expiresIn)
+    const canonicalHead = `GET\n${basePath}`
+    const canonicalTail = Buffer.from(`\n${head}&X-Amz-SignedHeaders=host\nhost:${host}\n\nhost\nUNSIGNED-PAYLOAD`, 'utf8')
+    const keyAt = Buffer.byteLength(canonicalHead, 'utf8')
+    let canonical = Buffer.alloc(0)
+    // One view per canonical request length: the keys of a batch come in few lengths.
+    let views: Buffer[] = []
+    const hexAt = SHA256_BLOCK_BYTES + Buffer.byteLength(stringToSignHead, 'utf8')
+    const inner = Buffer.alloc(hexAt + 2 * SHA256_BYTES)
+    const outer = Buffer.alloc(SHA256_BLOCK_BYTES + SHA256_BYTES)
+    const block = signingKey.length > SHA256_BLOCK_BYTES ? hash('sha256', signingKey, 'buffer') : signingKey
+    for (let i = 0; i < SHA256_BLOCK_BYTES; i++) {
+      const k = i < block.length ? block[i] : 0
+      inner[i] = k ^ 0x36
+      outer[i] = k ^ 0x5c
+    }
+    inner.write(stringToSignHead, SHA256_BLOCK_BYTES, 'utf8')
+
+    return {
+      origin: `${protocol}//${host}${basePath}`,
+      query: `?${head}&X-Amz-Signature=`,
+      tail: '&X-Amz-SignedHeaders=host',
+      signature (encodedKey) {
+        const length = keyAt + encodedKey.length + canonicalTail.length
+        if (length > canonical.length) {
+          canonical = Buffer.alloc(Math.max(length, 4096))
+          canonical.write(canonicalHead, 0, 'utf8')
+          views = []
+        }
+        writeLatin1(canonical, encodedKey, keyAt)
+        canonical.set(canonicalTail, keyAt + encodedKey.length)
+        const view = views[length] ?? (views[length] = canonical.subarray(0, length))
+        writeLatin1(inner, hash('sha256', view, 'hex'), hexAt)
+        writeLatin1(outer, hash('sha256', inner, 'binary'), SHA256_BLOCK_BYTES)
+        return hash('sha256', outer, 'hex')
+      }
+    }
+  }
+
+  return { presign, signature, plainUrls }
 }
 
 /** Just the presigning function (a presigned GET with no further parameters unless `extraQuery` is given). */
