@@ -26,7 +26,14 @@ import { organizationOf, tokenClaimsOf } from '../src/decorators.js'
 import { DEFAULT_AUDIT_OPTIONS, type AuditOptions } from '../src/options.js'
 import { classifyFailure } from './upstream.js'
 
-export type AuditPluginOptions = AuditOptions
+/**
+ * Set by buildApp when the service runs without a logger: the log stream's
+ * events would be built for nobody (a batch makes 1,000). Not an option a host
+ * sets: an embedded plugin logs to whatever logger its host has.
+ */
+export const kNoLogStream = Symbol.for('artos-files.audit.no-log-stream')
+
+export type AuditPluginOptions = AuditOptions & { [kNoLogStream]?: boolean }
 
 /** What this plugin knows of one request of an operation. */
 interface AuditState {
@@ -56,6 +63,7 @@ const isDownload = (operation: Operation): boolean => operation.startsWith('prox
 async function auditPlugin (fastify: FastifyInstance, options: AuditPluginOptions): Promise<void> {
   const opts = { ...DEFAULT_AUDIT_OPTIONS, ...options }
   const file = opts.file === undefined ? undefined : new AuditFile(opts.file, opts.fsync)
+  const noLogStream = options[kNoLogStream] === true
   /** Downloads whose event is still to come. */
   const downloads = new Set<AuditState>()
   let drained: (() => void) | undefined
@@ -102,12 +110,13 @@ async function auditPlugin (fastify: FastifyInstance, options: AuditPluginOption
   }
 
   function log (state: AuditState, events: AuditEvent[]): void {
+    if (noLogStream) return
     for (const event of events) state.request.log.info({ audit: true, event }, 'audit')
   }
 
   /** A batch makes 1,000 events: none are built when neither the file nor the log would take them. */
   function unread (state: AuditState): boolean {
-    return file === undefined && !logsInfo(state.request.log)
+    return file === undefined && (noLogStream || !logsInfo(state.request.log))
   }
 
   function finished (state: AuditState): void {

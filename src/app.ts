@@ -13,7 +13,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import authPlugin from '../plugins/auth.js'
 import s3Plugin from '../plugins/s3.js'
 import upstreamPlugin, { kLookup } from '../plugins/upstream.js'
-import auditPlugin from '../plugins/audit.js'
+import auditPlugin, { kNoLogStream } from '../plugins/audit.js'
 import filesRoutes from '../routes/files.js'
 import presignBatchRoutes from '../routes/presign-batch.js'
 import proxyRoutes from '../routes/proxy.js'
@@ -72,7 +72,7 @@ async function filesApi (fastify: FastifyInstance, options: FilesOptions): Promi
   // One set of per-organization budgets for every route group below.
   if (opts.rateLimit !== false) await fastify.register(rateLimitPlugin, opts.rateLimit)
   // Before the route groups, so its hooks see every operation of both.
-  if (opts.audit !== false) await fastify.register(auditPlugin, opts.audit)
+  if (opts.audit !== false) await fastify.register(auditPlugin, { ...opts.audit, [kNoLogStream]: (options as { [kNoLogStream]?: boolean })[kNoLogStream] })
   const links = opts.proxyLinks === undefined ? {} : { proxyLinkBase: proxyLinkBase(opts.proxyLinks.publicBaseUrl, fastify.prefix) }
   // Every route of the Files API requires a verified token…
   await fastify.register(async function authenticatedRoutes (group) {
@@ -181,6 +181,8 @@ export async function buildApp ({ logger, trustProxy, docs = true, corsOrigins =
 
   // Registered before the API so it sees every route added after it.
   if (docs) await app.register(openapiPlugin)
-  await app.register(artosFiles, { ...files, healthRoutes: files.healthRoutes ?? true })
+  // Without a logger the audit trail has only its file (if any) to write to.
+  const filesOptions: FilesOptions & { [kNoLogStream]?: boolean } = { ...files, healthRoutes: files.healthRoutes ?? true, [kNoLogStream]: logger === undefined || logger === false }
+  await app.register(artosFiles, filesOptions)
   return app
 }

@@ -483,20 +483,23 @@ t.test('the embedded plugin: events in the host\'s log without a file; `audit: f
   }
 })
 
-t.test('a log level above info still fills the file: only a trail nobody reads is skipped', async t => {
+t.test('without info logs (a level above info, or no logger) the file still gets every event', async t => {
   const s3 = await startTestS3(t)
   await s3.put('org-1/a.txt', 'a')
-  const warnLines: string[] = []
-  const audit = await audited(t, s3, { logger: { level: 'warn', stream: { write: (line: string) => { warnLines.push(line) } } } })
-  const batch = await steadyInject(audit.app, { method: 'POST', url: '/generate-presigned-urls', headers: auth(audit), payload: { items: [{ key: 'org-1/a.txt' }, { key: 'org-2/b' }] } })
-  t.equal(batch.statusCode, 200)
-  const url = batch.json<{ results: Array<{ url: string }> }>().results[0].url
-  const download = await audit.app.inject({ url: proxyPath(url), headers: auth(audit) })
-  t.equal(download.body, 'a')
-  await new Promise(resolve => setImmediate(resolve))
-  const fromFile = (await readFile(audit.file, 'utf8')).trim().split('\n').map(line => JSON.parse(line) as AuditEvent)
-  t.same(fromFile.map(e => [e.operation, e.key, e.outcome]), [['presign.batch', 'org-1/a.txt', 'ok'], ['presign.batch', 'org-2/b', 'forbidden'], ['proxy.get', 'org-1/a.txt', 'ok']])
-  t.same(warnLines.filter(line => line.includes('"audit":true')), [], 'no audit line at level warn')
+  for (const quiet of ['warn', 'no logger'] as const) {
+    const warnLines: string[] = []
+    const logger = quiet === 'warn' ? { level: 'warn', stream: { write: (line: string) => { warnLines.push(line) } } } : false
+    const audit = await audited(t, s3, { logger })
+    const batch = await steadyInject(audit.app, { method: 'POST', url: '/generate-presigned-urls', headers: auth(audit), payload: { items: [{ key: 'org-1/a.txt' }, { key: 'org-2/b' }] } })
+    t.equal(batch.statusCode, 200)
+    const url = batch.json<{ results: Array<{ url: string }> }>().results[0].url
+    const download = await audit.app.inject({ url: proxyPath(url), headers: auth(audit) })
+    t.equal(download.body, 'a')
+    await new Promise(resolve => setImmediate(resolve))
+    const fromFile = (await readFile(audit.file, 'utf8')).trim().split('\n').map(line => JSON.parse(line) as AuditEvent)
+    t.same(fromFile.map(e => [e.operation, e.key, e.outcome]), [['presign.batch', 'org-1/a.txt', 'ok'], ['presign.batch', 'org-2/b', 'forbidden'], ['proxy.get', 'org-1/a.txt', 'ok']], quiet)
+    t.same(warnLines.filter(line => line.includes('"audit":true')), [], `${quiet}: no audit line in the log`)
+  }
 })
 
 t.test('a grant the file cannot record is not handed out; refusals still are', async t => {
