@@ -25,6 +25,7 @@ import { TOUCHED_OBJECTS, touchedObjects } from '../src/touched-objects.js'
 import { organizationOf, tokenClaimsOf } from '../src/decorators.js'
 import { DEFAULT_AUDIT_OPTIONS, type AuditOptions } from '../src/options.js'
 import { classifyFailure } from './upstream.js'
+import { cutByUpstream } from '../src/download-cut.js'
 
 /**
  * Set by buildApp when the service runs without a logger: the log stream's
@@ -88,8 +89,8 @@ async function auditPlugin (fastify: FastifyInstance, options: AuditPluginOption
       requestId: request.id,
       operation: state.operation,
       method: request.method,
-      // Nothing answered yet: nginx's "client closed request".
-      status: aborted && !reply.raw.headersSent ? 499 : reply.statusCode,
+      // Nothing answered yet: nginx's "client closed request", or the upstream's timeout when we cut it.
+      status: aborted && !reply.raw.headersSent ? (state.failed ? 504 : 499) : reply.statusCode,
       code: state.code,
       aborted: aborted && !state.failed,
       failed: state.failed,
@@ -128,6 +129,11 @@ async function auditPlugin (fastify: FastifyInstance, options: AuditPluginOption
   function emit (state: AuditState, aborted: boolean): void {
     if (state.emitted || state.pending) return
     finished(state)
+    // Cut off by the proxy for the upstream's sake: its failure, as a timeout before the headers would be.
+    if (aborted && cutByUpstream(state.reply.raw)) {
+      state.failed = true
+      state.code = 'ARTOS_UPSTREAM_TIMEOUT'
+    }
     if (unread(state)) return
     const events = eventsOf(state, aborted)
     write(events).catch((err: unknown) => { state.request.log.error({ err }, 'audit: could not write the audit log file') })

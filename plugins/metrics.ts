@@ -13,6 +13,7 @@ import { METRICS } from '../src/decorators.js'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { operationOf, presignOutcomesOf, type Operation, type PresignOutcome } from '../src/operations.js'
 import { classifyFailure } from './upstream.js'
+import { cutByUpstream } from '../src/download-cut.js'
 
 export interface MetricsPluginOptions {
   /** Where the metrics go; by default a new registry that also collects Node's process metrics. */
@@ -104,6 +105,10 @@ async function metricsPlugin (fastify: FastifyInstance, opts: MetricsPluginOptio
     } else if (operation !== 'none' && (status === 502 || status === 504)) {
       // Before the first byte: the answer says which (UpstreamFailedError, UpstreamTimeoutError).
       upstreamErrors.inc({ operation, kind: status === 504 ? 'timeout' : 'failed' })
+    } else if (operation !== 'none' && cutByUpstream(reply.raw)) {
+      // Cut off by the deadline or the rate floor while the upstream held it up: its connection
+      // reads as a client that left, so the body's error above never counts it.
+      upstreamErrors.inc({ operation, kind: 'timeout' })
     }
   }
 

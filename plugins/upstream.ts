@@ -14,6 +14,7 @@ import type { LookupFunction } from 'node:net'
 import type { Agent, Dispatcher } from 'undici'
 import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger, FastifyError, FastifyInstance } from 'fastify'
+import { recordCut } from '../src/download-cut.js'
 import { ClientClosedRequestError, OrganizationDownloadsLimitedError, TooBusyError, UpstreamFailedError, UpstreamTimeoutError } from '../src/errors.js'
 import { DEFAULT_PROXY_OPTIONS, definedOnly, type ProxyOptions } from '../src/options.js'
 import { claimNames, UPSTREAM } from '../src/decorators.js'
@@ -184,6 +185,7 @@ async function upstreamPlugin (fastify: FastifyInstance, options: UpstreamPlugin
     // response here, the upstream by the close handler below, which frees the slot.
     const cut = (reason: 'deadline' | 'client-too-slow' | 'upstream-too-slow', detail: Record<string, number>): void => {
       log.warn({ reason, ...detail, elapsedMs: Math.round(performance.now() - startedAt) }, 'download cut off')
+      recordCut(client, reason)
       // A reset, not a FIN after the queued bytes: the kernel drops what it still
       // holds for a client that stopped reading. Only over HTTP/1, where the socket
       // is this download's alone; only TCP sockets can (TLS ones throw).

@@ -14,6 +14,11 @@ import type { ProxyOptions } from '../src/options.js'
 import { judgeWindow } from '../src/transfer-guard.js'
 import { orgToken } from './helpers/tokens.js'
 import { presignedUrlFor, proxyPath } from './helpers/presign.js'
+import { metricsOf } from '../src/decorators.js'
+import type { AuditEvent } from '../src/audit-event.js'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 type Behaviour = (res: ServerResponse, nth: number) => void
 
@@ -49,14 +54,27 @@ async function startUpstream (t: Test, behaviour: Behaviour) {
 
 async function appFor (t: Test, endpoint: string, proxy: ProxyOptions) {
   const lines: string[] = []
+  const dir = await mkdtemp(join(tmpdir(), 'artos-cut-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  const auditFile = join(dir, 'audit.jsonl')
   const app = await buildAppForUpstream(t, endpoint, {
     logger: { level: 'warn', stream: { write: (line: string) => { lines.push(line) } } },
-    proxy
+    proxy,
+    audit: { file: auditFile },
+    metrics: true
   })
   const address = await app.listen({ host: '127.0.0.1', port: 0 })
   const url = `${address}${proxyPath(await presignedUrlFor(app, 'org-1/big.bin'))}`
   const logged = () => lines.map(line => JSON.parse(line) as { level: number, msg: string, reason?: string })
-  return { url, logged }
+  /** How the audit trail recorded the downloads, in order. */
+  const downloads = async () => (await readFile(auditFile, 'utf8')).trim().split('\n').map(line => JSON.parse(line) as AuditEvent)
+    .filter(event => event.operation === 'proxy.get').map(event => [event.outcome, event.code, event.status])
+  /** artos_upstream_errors_total by kind. */
+  const upstreamErrors = async () => {
+    const metric = await metricsOf(app).registry.getSingleMetric('artos_upstream_errors_total')?.get()
+    return Object.fromEntries((metric?.values ?? []).map(({ labels, value }) => [String(labels.kind), value]))
+  }
+  return { url, logged, downloads, upstreamErrors }
 }
 
 interface Outcome { status?: number, received: number, complete: boolean, afterMs: number }
@@ -95,6 +113,9 @@ async function waitFor (condition: () => boolean, ms = 5000): Promise<void> {
 
 const octets = { 'content-type': 'application/octet-stream' }
 
+/** Download events are appended as responses end: let the last one land. */
+const settle = async (): Promise<void> => { await new Promise(resolve => setTimeout(resolve, 200)) }
+
 t.test('a dripping upstream is cut off at the deadline, and its slot is freed', async t => {
   // Two shapes of drip: a first byte at once (the client has headers), or none before the next one.
   for (const firstByteAtOnce of [true, false]) {
@@ -106,7 +127,7 @@ t.test('a dripping upstream is cut off at the deadline, and its slot is freed', 
       upstream.every(res, 10_000, () => res.write('x'))
     })
     // The floor is off: only the deadline can end this. Idle timeout as in production (30 s).
-    const { url, logged } = await appFor(t, upstream.endpoint, { downloadDeadlineMs: 2000, minBytesPerSecond: 0, maxConcurrentDownloads: 1 })
+    const { url, logged, downloads, upstreamErrors } = await appFor(t, upstream.endpoint, { downloadDeadlineMs: 2000, minBytesPerSecond: 0, maxConcurrentDownloads: 1 })
     const cut = await download(url)
     const shape = firstByteAtOnce ? 'first byte at once' : 'headers only'
     t.equal(cut.complete, false, `${shape}: the client's response did not end cleanly`)
@@ -119,6 +140,9 @@ t.test('a dripping upstream is cut off at the deadline, and its slot is freed', 
     const next = await download(url)
     t.equal(next.status, 200, `${shape}: the only slot is free again`)
     t.equal(next.received, 'next download'.length)
+    await settle()
+    t.same(await downloads(), [['failed', 'ARTOS_UPSTREAM_TIMEOUT', firstByteAtOnce ? 200 : 504], ['ok', undefined, 200]], `${shape}: the audit trail blames the upstream, not the client`)
+    t.same(await upstreamErrors(), { timeout: 1 }, `${shape}: counted once as an upstream timeout`)
   }
 })
 
@@ -129,7 +153,7 @@ t.test('a dripping upstream is cut off under the transfer-rate floor, long befor
     res.write('x')
     upstream.every(res, 100, () => res.write('x'))
   })
-  const { url, logged } = await appFor(t, upstream.endpoint, { minBytesPerSecond: 64 * 1024, transferWindowMs: 500, maxConcurrentDownloads: 1 })
+  const { url, logged, downloads, upstreamErrors } = await appFor(t, upstream.endpoint, { minBytesPerSecond: 64 * 1024, transferWindowMs: 500, maxConcurrentDownloads: 1 })
   const cut = await download(url)
   t.equal(cut.status, 200)
   t.equal(cut.complete, false, 'truncated')
@@ -138,6 +162,9 @@ t.test('a dripping upstream is cut off under the transfer-rate floor, long befor
   t.ok(upstream.firstClosed(), 'the upstream connection was dropped')
   t.same(logged().filter(line => line.msg === 'download cut off').map(line => [line.level, line.reason]), [[40, 'upstream-too-slow']])
   t.equal((await download(url)).status, 200, 'the slot is free again')
+  await settle()
+  t.same(await downloads(), [['failed', 'ARTOS_UPSTREAM_TIMEOUT', 200], ['ok', undefined, 200]], 'the audit trail blames the upstream')
+  t.same(await upstreamErrors(), { timeout: 1 }, 'counted once as an upstream timeout')
 })
 
 t.test('a client that stops reading is cut off under the floor, and the upstream is dropped', async t => {
@@ -149,7 +176,7 @@ t.test('a client that stops reading is cut off under the floor, and the upstream
     const chunk = Buffer.alloc(64 * 1024, 1)
     upstream.every(res, 5, () => { if (!res.writableNeedDrain) res.write(chunk) })
   })
-  const { url, logged } = await appFor(t, upstream.endpoint, { minBytesPerSecond: 64 * 1024, transferWindowMs: 500, maxConcurrentDownloads: 1 })
+  const { url, logged, downloads, upstreamErrors } = await appFor(t, upstream.endpoint, { minBytesPerSecond: 64 * 1024, transferWindowMs: 500, maxConcurrentDownloads: 1 })
   const started = Date.now()
   const stalled = await responseTo(url)
   t.equal(stalled.statusCode, 200)
@@ -164,6 +191,9 @@ t.test('a client that stops reading is cut off under the floor, and the upstream
   stalled.resume()
   const rest = await readToEnd(stalled)
   t.equal(rest.complete, false, `the client's response did not end cleanly (${rest.received} bytes were still buffered for it)`)
+  await settle()
+  t.same(await downloads(), [['aborted', undefined, 200], ['ok', undefined, 200]], 'the audit trail records the slow client as one that left')
+  t.same(await upstreamErrors(), {}, 'no upstream error counted')
 })
 
 t.test('a download that keeps above the floor is not cut off', async t => {
