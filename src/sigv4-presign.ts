@@ -91,6 +91,16 @@ export function amzDate (date: Date): string {
 const SHA256_BLOCK_BYTES = 64
 const SHA256_BYTES = 32
 
+/** RFC 2104: the key's inner (ipad) and outer (opad) blocks, into the first 64 bytes of each buffer. */
+function writeHmacPads (key: Buffer, inner: Buffer, outer: Buffer): void {
+  const block = key.length > SHA256_BLOCK_BYTES ? hash('sha256', key, 'buffer') : key
+  for (let i = 0; i < SHA256_BLOCK_BYTES; i++) {
+    const k = i < block.length ? block[i] : 0
+    inner[i] = k ^ 0x36
+    outer[i] = k ^ 0x5c
+  }
+}
+
 export interface HmacSha256 {
   hex: (message: string) => string
   digest: (message: string) => Buffer
@@ -107,14 +117,9 @@ export interface HmacSha256 {
  * length: a signer's strings to sign all have one length.
  */
 export function createHmacSha256 (key: Buffer): HmacSha256 {
-  const block = key.length > SHA256_BLOCK_BYTES ? hash('sha256', key, 'buffer') : key
   let inner = Buffer.alloc(SHA256_BLOCK_BYTES + 256)
   const outer = Buffer.alloc(SHA256_BLOCK_BYTES + SHA256_BYTES)
-  for (let i = 0; i < SHA256_BLOCK_BYTES; i++) {
-    const k = i < block.length ? block[i] : 0
-    inner[i] = k ^ 0x36
-    outer[i] = k ^ 0x5c
-  }
+  writeHmacPads(key, inner, outer)
   let view = inner.subarray(0, SHA256_BLOCK_BYTES)
   function outerBlock (message: string): Buffer {
     // write() stops short of a full buffer; up to 3 bytes short, the message may not have fitted.
@@ -221,12 +226,7 @@ export function createSigV4Query (region: string, service = 's3') {
     const hexAt = SHA256_BLOCK_BYTES + Buffer.byteLength(stringToSignHead, 'utf8')
     const inner = Buffer.alloc(hexAt + 2 * SHA256_BYTES)
     const outer = Buffer.alloc(SHA256_BLOCK_BYTES + SHA256_BYTES)
-    const block = signingKey.length > SHA256_BLOCK_BYTES ? hash('sha256', signingKey, 'buffer') : signingKey
-    for (let i = 0; i < SHA256_BLOCK_BYTES; i++) {
-      const k = i < block.length ? block[i] : 0
-      inner[i] = k ^ 0x36
-      outer[i] = k ^ 0x5c
-    }
+    writeHmacPads(signingKey, inner, outer)
     inner.write(stringToSignHead, SHA256_BLOCK_BYTES, 'utf8')
 
     return {
