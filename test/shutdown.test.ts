@@ -15,7 +15,8 @@ import { createServer } from 'node:net'
 import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
 import { startTestS3, type TestS3 } from './helpers/s3.js'
-import { orgToken, TEST_SECRET } from './helpers/tokens.js'
+import { orgToken } from './helpers/tokens.js'
+import { serviceEnv } from './helpers/server.js'
 
 const repo = new URL('../', import.meta.url).pathname
 const SIZE = 24 * 1024 * 1024
@@ -59,20 +60,7 @@ async function startService (t: Test, s3: TestS3, npmArgs: string[] = ['start', 
   if (npmArgs.includes('--ignore-scripts')) await ensureBuilt()
   const npm = spawn('npm', npmArgs, {
     cwd: repo,
-    env: {
-      ...process.env,
-      NODE_ENV: 'production',
-      PORT: '0',
-      LOG_LEVEL: 'info',
-      S3_BUCKET: s3.bucket,
-      S3_ENDPOINT: s3.endpoint,
-      S3_REGION: s3.region,
-      S3_FORCE_PATH_STYLE: 'true',
-      AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
-      JWT_SECRET: TEST_SECRET,
-      SHUTDOWN_GRACE_MS: '20000'
-    },
+    env: { ...serviceEnv(s3), SHUTDOWN_GRACE_MS: '20000' },
     stdio: ['ignore', 'pipe', 'inherit'],
     detached: true
   })

@@ -21,24 +21,28 @@ export interface ServerProcess {
   waitForLine: (pattern: RegExp) => Promise<string>
 }
 
+/** The environment of a production service on the test S3, any port, logging at info. */
+export function serviceEnv (s3: TestS3): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    NODE_ENV: 'production',
+    PORT: '0',
+    LOG_LEVEL: 'info',
+    S3_BUCKET: s3.bucket,
+    S3_ENDPOINT: s3.endpoint,
+    S3_REGION: s3.region,
+    S3_FORCE_PATH_STYLE: String(s3.forcePathStyle),
+    AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
+    JWT_SECRET: TEST_SECRET,
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true'
+  }
+}
+
 export async function startServerProcess (t: Teardown, s3: TestS3, env: Record<string, string> = {}): Promise<ServerProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
     cwd: repo,
-    env: {
-      ...process.env,
-      NODE_ENV: 'production',
-      PORT: '0',
-      LOG_LEVEL: 'info',
-      S3_BUCKET: s3.bucket,
-      S3_ENDPOINT: s3.endpoint,
-      S3_REGION: s3.region,
-      S3_FORCE_PATH_STYLE: String(s3.forcePathStyle),
-      AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
-      JWT_SECRET: TEST_SECRET,
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-      ...env
-    },
+    env: { ...serviceEnv(s3), ...env },
     stdio: ['ignore', 'pipe', 'inherit']
   })
   const exited = new Promise<number | null>(resolve => child.once('exit', code => { resolve(code) }))
